@@ -4,8 +4,10 @@
 //! except the time values callers pass in. The daemon (`knockd`) and the client (`knock`) are
 //! thin layers around this crate.
 //!
+//! - [`addr`]: IP networks for `from =` lists.
 //! - [`proto`]: protocols, ports and knock tokens (`7000:udp`), the one place they are parsed.
 //! - [`tcpflags`]: TCP flag bits and knockd's `tcpflags` rules.
 
+pub mod addr;
 pub mod proto;
 pub mod tcpflags;
