@@ -5,9 +5,13 @@
 //! thin layers around this crate.
 //!
 //! - [`addr`]: IP networks for `from =` lists.
+//! - [`config`]: the knockd.conf model and parser.
+//! - [`schedule`]: time-of-day windows of scheduled doors.
 //! - [`proto`]: protocols, ports and knock tokens (`7000:udp`), the one place they are parsed.
 //! - [`tcpflags`]: TCP flag bits and knockd's `tcpflags` rules.
 
 pub mod addr;
+pub mod config;
 pub mod proto;
+pub mod schedule;
 pub mod tcpflags;
