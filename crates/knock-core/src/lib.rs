@@ -6,12 +6,14 @@
 //!
 //! - [`addr`]: IP networks for `from =` lists.
 //! - [`config`]: the knockd.conf model and parser.
+//! - [`onetime`]: finding the current line of a one-time sequences file.
 //! - [`schedule`]: time-of-day windows of scheduled doors.
 //! - [`proto`]: protocols, ports and knock tokens (`7000:udp`), the one place they are parsed.
 //! - [`tcpflags`]: TCP flag bits and knockd's `tcpflags` rules.
 
 pub mod addr;
 pub mod config;
+pub mod onetime;
 pub mod proto;
 pub mod schedule;
 pub mod tcpflags;
