@@ -5,4 +5,5 @@
 
 pub mod actions;
 pub mod cli;
+pub mod lifecycle;
 pub mod logging;
