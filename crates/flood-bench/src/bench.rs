@@ -140,6 +140,8 @@ pub struct RunResult {
     pub stage1_lines: Option<u64>,
     pub attempts: Vec<Attempt>,
     pub latencies: Vec<Option<f64>>,
+    /// Knock-to-action latency of the plumbing check, before the flood.
+    pub idle_latency: Option<f64>,
     pub cpu_s: f64,
     pub cpu_window_s: f64,
     pub drain_s: f64,
@@ -483,7 +485,15 @@ pub fn run(d: &Daemon, sc: &Scenario, verbose: bool) -> Result<RunResult, String
             std::fs::read_to_string(&running.log).unwrap_or_default()
         ));
     }
-    say(format!("plumbing check passed ({})", check.src));
+    let idle_latency = {
+        let t = std::fs::read_to_string(&running.actions).unwrap_or_default();
+        legit::match_attempts(&[check], &legit::parse_stamps(&t))[0]
+    };
+    say(format!(
+        "plumbing check passed ({}, knock-to-action {:.1} ms)",
+        check.src,
+        idle_latency.unwrap_or(0.0) * 1e3
+    ));
 
     // Baselines.
     let pkt_socks = match d.kind {
@@ -707,6 +717,7 @@ pub fn run(d: &Daemon, sc: &Scenario, verbose: bool) -> Result<RunResult, String
         stage1_lines: stage1,
         attempts,
         latencies,
+        idle_latency,
         cpu_s: cpu1 - cpu0,
         cpu_window_s: cpu_window,
         drain_s: drain.as_secs_f64(),

@@ -242,6 +242,11 @@ fn rows(results: &[&RunResult]) -> Vec<Row> {
         },
         String::new(),
     );
+    add(
+        "knock-to-action latency without flood (ms)",
+        &|r| ms(r.idle_latency),
+        String::new(),
+    );
     let lat = |r: &RunResult, q: f64| percentile(&sorted_latencies(r), q);
     add(
         "knock-to-action latency median (ms)",
@@ -396,6 +401,7 @@ fn result_json(r: &RunResult) -> J {
                 ),
             ]),
         ),
+        ("latency_ms_without_flood", J::opt_f64(r.idle_latency.map(|v| v * 1e3))),
         ("latency_ms_median", J::opt_f64(percentile(&lats, 50.0).map(|v| v * 1e3))),
         ("latency_ms_p99", J::opt_f64(percentile(&lats, 99.0).map(|v| v * 1e3))),
         ("latency_ms_max", J::opt_f64(lats.last().map(|v| v * 1e3))),
