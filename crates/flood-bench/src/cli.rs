@@ -320,9 +320,11 @@ fn run(cli: &Cli) -> Result<bool, String> {
         daemons(cli)?
     };
     let verbose = !cli.quiet;
-    let calib_secs = cli
-        .calibrate
-        .unwrap_or(if cli.smoke || cli.generator_only { 1.0 } else { 3.0 });
+    let calib_secs = cli.calibrate.unwrap_or(if cli.smoke || cli.generator_only {
+        1.0
+    } else {
+        3.0
+    });
     let mut generator_alone = None;
     if calib_secs > 0.0 {
         let (sc, _) = &plan[0];
@@ -346,7 +348,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
         sc.rate = match spec {
             RateSpec::Fixed(r) => Some(r),
             RateSpec::Max => None,
-            RateSpec::Auto => generator_alone.map(|g| ((g * 0.8 / 10_000.0).floor() as u64 * 10_000).max(1000)),
+            RateSpec::Auto => {
+                generator_alone.map(|g| ((g * 0.8 / 10_000.0).floor() as u64 * 10_000).max(1000))
+            }
         };
         if verbose {
             eprintln!("scenario {}", sc.describe());
@@ -393,6 +397,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
                 println!("{} / {}: note: {n}", sc.name, r.kind.label());
             }
         }
+    }
+    for g in report::goals(&done) {
+        println!("goal: {g}");
     }
     if let Some(p) = &cli.json {
         std::fs::write(p, report::json(&done, generator_alone).render())
@@ -467,7 +474,14 @@ mod tests {
         assert_eq!(smoke[0].1, RateSpec::Fixed(2000));
         assert!(smoke[0].0.duration <= Duration::from_secs(5));
         let c = scenarios(&cli(&[
-            "--rate", "50000", "--sources", "unique", "--v6", "100", "--proto", "udp",
+            "--rate",
+            "50000",
+            "--sources",
+            "unique",
+            "--v6",
+            "100",
+            "--proto",
+            "udp",
         ]))
         .unwrap();
         assert_eq!(c.len(), 1);
@@ -493,8 +507,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("a.log");
         let fs = f.to_string_lossy().into_owned();
-        assert_eq!(stamp(&[fs.clone(), "198.18.1.10".into()]), ExitCode::SUCCESS);
-        assert_eq!(stamp(&[fs.clone(), "198.18.1.11".into()]), ExitCode::SUCCESS);
+        assert_eq!(
+            stamp(&[fs.clone(), "198.18.1.10".into()]),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(
+            stamp(&[fs.clone(), "198.18.1.11".into()]),
+            ExitCode::SUCCESS
+        );
         let m = crate::legit::parse_stamps(&std::fs::read_to_string(&f).unwrap());
         assert_eq!(m.len(), 2);
         let t = m[&"198.18.1.10".parse().unwrap()][0];

@@ -161,7 +161,9 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let mut mac = [0u8; 6];
     let parts: Vec<&str> = s.trim().split(':').collect();
     if parts.len() != 6 {
-        return Err(format!("MAC address {s:?}: expected 6 colon-separated bytes"));
+        return Err(format!(
+            "MAC address {s:?}: expected 6 colon-separated bytes"
+        ));
     }
     for (i, part) in parts.iter().enumerate() {
         mac[i] = u8::from_str_radix(part, 16)
@@ -220,7 +222,14 @@ mod tests {
         let mut buf = [0u8; MAX_FRAME];
         let s = Ipv4Addr::new(198, 19, 1, 2);
         let d = Ipv4Addr::new(198, 18, 1, 1);
-        let n = build(&mut buf, DST, SRC, Transport::TcpSyn, &pkt(s.into(), d.into())).unwrap();
+        let n = build(
+            &mut buf,
+            DST,
+            SRC,
+            Transport::TcpSyn,
+            &pkt(s.into(), d.into()),
+        )
+        .unwrap();
         assert_eq!(n, 54);
         let f = &buf[..n];
         assert_eq!(&f[0..6], &DST);
@@ -236,7 +245,10 @@ mod tests {
         let tcp = &f[34..54];
         assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 40000);
         assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 7000);
-        assert_eq!(u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]), 0xdead_beef);
+        assert_eq!(
+            u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+            0xdead_beef
+        );
         assert_eq!(tcp[13], 0x02, "SYN only");
         assert!(transport_ok(&s.octets(), &d.octets(), 6, tcp));
         // Corrupting one byte breaks the checksum (the check can fail).
@@ -250,7 +262,14 @@ mod tests {
         let mut buf = [0u8; MAX_FRAME];
         let s: Ipv6Addr = "2001:2:0:8000::1234".parse().unwrap();
         let d: Ipv6Addr = "2001:2:0:1::1".parse().unwrap();
-        let n = build(&mut buf, DST, SRC, Transport::TcpSyn, &pkt(s.into(), d.into())).unwrap();
+        let n = build(
+            &mut buf,
+            DST,
+            SRC,
+            Transport::TcpSyn,
+            &pkt(s.into(), d.into()),
+        )
+        .unwrap();
         assert_eq!(n, 74);
         assert_eq!(&buf[12..14], &[0x86, 0xdd]);
         assert_eq!(buf[14] >> 4, 6);

@@ -187,15 +187,14 @@ pub fn run(
             }
         }
         let n = n as usize;
-        for j in 0..n {
+        for (j, iov) in iovs.iter_mut().take(n).enumerate() {
             let p = packet(plan, sent + j as u64);
-            // SAFETY: iovs[j] points into bufs[j], which lives for the whole loop.
-            let buf = unsafe {
-                std::slice::from_raw_parts_mut(iovs[j].iov_base.cast::<u8>(), MAX_FRAME)
-            };
+            // SAFETY: iov points into bufs[j] (MAX_FRAME bytes), which outlives the loop.
+            let buf =
+                unsafe { std::slice::from_raw_parts_mut(iov.iov_base.cast::<u8>(), MAX_FRAME) };
             let len = frame::build(buf, plan.dst_mac, plan.src_mac, plan.transport, &p)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            iovs[j].iov_len = len;
+            iov.iov_len = len;
         }
         // SAFETY: msgs[..n] point to valid iovecs and buffers; the socket is open.
         let r = unsafe { libc::sendmmsg(sock.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, 0) };

@@ -51,7 +51,9 @@ impl J {
             J::Str(t) => quote(s, t),
             J::Arr(v) => {
                 // Arrays of plain numbers stay on one line.
-                let flat = v.iter().all(|x| matches!(x, J::Int(_) | J::Num(_) | J::Null));
+                let flat = v
+                    .iter()
+                    .all(|x| matches!(x, J::Int(_) | J::Num(_) | J::Null));
                 s.push('[');
                 for (i, x) in v.iter().enumerate() {
                     if i > 0 {

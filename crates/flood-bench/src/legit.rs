@@ -136,7 +136,10 @@ pub fn knock(src: IpAddr, dst: SocketAddr, udp: bool) -> io::Result<()> {
             } else if libc::connect(fd, (&raw const da).cast(), dlen) < 0 {
                 let e = io::Error::last_os_error();
                 if e.raw_os_error() != Some(libc::EINPROGRESS) {
-                    return Err(io::Error::new(e.kind(), format!("connect {src} -> {dst}: {e}")));
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("connect {src} -> {dst}: {e}"),
+                    ));
                 }
             }
             Ok(())
@@ -201,7 +204,10 @@ pub fn parse_stamps(text: &str) -> HashMap<IpAddr, Vec<f64>> {
 /// For each attempt, the knock-to-action latency in seconds if its command ran: the first
 /// record for its source at or after the attempt (1 ms of clock slack) and before the next
 /// attempt from the same source.
-pub fn match_attempts(attempts: &[Attempt], stamps: &HashMap<IpAddr, Vec<f64>>) -> Vec<Option<f64>> {
+pub fn match_attempts(
+    attempts: &[Attempt],
+    stamps: &HashMap<IpAddr, Vec<f64>>,
+) -> Vec<Option<f64>> {
     attempts
         .iter()
         .enumerate()
@@ -246,9 +252,18 @@ mod tests {
         let a: IpAddr = "198.18.1.10".parse().unwrap();
         let b: IpAddr = "198.18.1.11".parse().unwrap();
         let attempts = [
-            Attempt { src: a, sent_at: 100.0 },
-            Attempt { src: b, sent_at: 100.5 },
-            Attempt { src: a, sent_at: 200.0 },
+            Attempt {
+                src: a,
+                sent_at: 100.0,
+            },
+            Attempt {
+                src: b,
+                sent_at: 100.5,
+            },
+            Attempt {
+                src: a,
+                sent_at: 200.0,
+            },
         ];
         let stamps = parse_stamps("198.18.1.10 100.002\nbad line\n198.18.1.10 200.25\n\n");
         let m = match_attempts(&attempts, &stamps);

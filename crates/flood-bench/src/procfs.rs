@@ -121,18 +121,14 @@ impl PacketSockets {
         // SAFETY: syscalls with integer arguments; returned fds are wrapped at once.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
         if pidfd < 0 {
-            return Err(format!(
-                "pidfd_open({pid}): {}",
-                io::Error::last_os_error()
-            ));
+            return Err(format!("pidfd_open({pid}): {}", io::Error::last_os_error()));
         }
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
         let mut fds = Vec::new();
         for t in targets {
             use std::os::fd::AsRawFd;
             // SAFETY: as above.
-            let fd =
-                unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), t, 0) };
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), t, 0) };
             if fd < 0 {
                 return Err(format!(
                     "pidfd_getfd({pid}, fd {t}): {}",
@@ -162,10 +158,7 @@ impl PacketSockets {
                 )
             };
             if r < 0 {
-                return Err(format!(
-                    "PACKET_STATISTICS: {}",
-                    io::Error::last_os_error()
-                ));
+                return Err(format!("PACKET_STATISTICS: {}", io::Error::last_os_error()));
             }
             // tp_packets counts drops too.
             total.received += u64::from(st.tp_packets.saturating_sub(st.tp_drops));
@@ -175,9 +168,39 @@ impl PacketSockets {
     }
 }
 
+/// A counter from the text of /proc/net/snmp (`Proto: names` line followed by `Proto: values`)
+/// or /proc/net/snmp6 (`NameValue` lines), e.g. `("Tcp", "InSegs")` or `("Udp6", "InDatagrams")`.
+pub fn snmp_counter(snmp: &str, snmp6: &str, proto: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{proto}:");
+    let mut lines = snmp.lines().filter(|l| l.starts_with(&prefix));
+    if let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        let i = names.split_whitespace().position(|n| n == name)?;
+        return values.split_whitespace().nth(i)?.parse().ok();
+    }
+    let key = format!("{proto}{name}");
+    snmp6.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next()? == key).then(|| w.next()?.parse().ok())?
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snmp_counters() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 2 64\n\
+                    Tcp: RtoAlgorithm InSegs InCsumErrors\nTcp: 1 1500 3\n\
+                    Udp: InDatagrams NoPorts InCsumErrors\nUdp: 10 20 0\n";
+        let snmp6 = "Udp6InDatagrams                 7\nUdp6NoPorts                     5\n";
+        assert_eq!(snmp_counter(snmp, snmp6, "Tcp", "InSegs"), Some(1500));
+        assert_eq!(snmp_counter(snmp, snmp6, "Tcp", "InCsumErrors"), Some(3));
+        assert_eq!(snmp_counter(snmp, snmp6, "Udp", "NoPorts"), Some(20));
+        assert_eq!(snmp_counter(snmp, snmp6, "Udp6", "NoPorts"), Some(5));
+        assert_eq!(snmp_counter(snmp, snmp6, "Udp6", "InCsumErrors"), None);
+        assert_eq!(snmp_counter(snmp, snmp6, "Icmp", "InMsgs"), None);
+    }
 
     #[test]
     fn stat_line_with_odd_command_name() {

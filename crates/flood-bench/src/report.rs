@@ -53,7 +53,11 @@ fn ms(s: Option<f64>) -> String {
 /// RSS at 0, 25, 50, 75 and 100 % of the flood (from the samples taken during the flood).
 pub fn rss_profile(r: &RunResult) -> Vec<u64> {
     let flood_end = r.flood.elapsed.as_secs_f64();
-    let during: Vec<_> = r.samples.iter().filter(|s| s.t <= flood_end + 0.3).collect();
+    let during: Vec<_> = r
+        .samples
+        .iter()
+        .filter(|s| s.t <= flood_end + 0.3)
+        .collect();
     if during.is_empty() {
         return vec![r.rss_before_kb, r.rss_end_kb];
     }
@@ -72,7 +76,10 @@ pub fn rss_profile(r: &RunResult) -> Vec<u64> {
 
 fn rss_profile_text(r: &RunResult) -> String {
     let v = rss_profile(r);
-    let parts: Vec<String> = v.iter().map(|k| format!("{:.1}", *k as f64 / 1024.0)).collect();
+    let parts: Vec<String> = v
+        .iter()
+        .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+        .collect();
     format!("{} MB", parts.join(" → "))
 }
 
@@ -80,8 +87,10 @@ fn ratio_lower(knockd: Option<f64>, ours: Option<f64>) -> String {
     match (knockd, ours) {
         (Some(k), Some(o)) if o > 0.0 && k > 0.0 => {
             let x = k / o;
-            if x >= 1.0 {
+            if x >= 10.0 {
                 format!("{x:.0}x lower")
+            } else if x >= 1.0 {
+                format!("{x:.1}x lower")
             } else {
                 format!("{:.1}x higher", 1.0 / x)
             }
@@ -173,7 +182,10 @@ fn rows(results: &[&RunResult]) -> Vec<Row> {
     );
     add(
         "CPU per processed packet (µs)",
-        &|r| r.per_packet_us().map_or("n/a".into(), |u| format!("{u:.2}")),
+        &|r| {
+            r.per_packet_us()
+                .map_or("n/a".into(), |u| format!("{u:.2}"))
+        },
         ratio_lower(
             knockd.and_then(RunResult::per_packet_us),
             ours.and_then(RunResult::per_packet_us),
@@ -209,12 +221,9 @@ fn rows(results: &[&RunResult]) -> Vec<Row> {
         "RSS growth during the run",
         &|r| {
             let g = r.rss_end_kb as i64 - r.rss_before_kb as i64;
-            let per = r
-                .processed
-                .filter(|&p| p > 0)
-                .map_or(String::new(), |p| {
-                    format!(", {:.0} B/processed pkt", g as f64 * 1024.0 / p as f64)
-                });
+            let per = r.processed.filter(|&p| p > 0).map_or(String::new(), |p| {
+                format!(", {:.0} B/processed pkt", g as f64 * 1024.0 / p as f64)
+            });
             format!("{:+.1} MB{per}", g as f64 / 1024.0)
         },
         String::new(),
@@ -349,6 +358,58 @@ pub fn table(scenarios: &[(Scenario, Vec<RunResult>)], generator_alone: Option<f
     out
 }
 
+/// Whether RSS stayed flat from a quarter of the flood to its end: at most 1 MB or 5% growth.
+pub fn rss_flat(r: &RunResult) -> bool {
+    let p = rss_profile(r);
+    match (p.get(1), p.last()) {
+        (Some(&q1), Some(&end)) => end <= q1 + (q1 / 20).max(1024),
+        _ => false,
+    }
+}
+
+/// The project's goals, checked on the results (informational: never an error).
+pub fn goals(scenarios: &[(Scenario, Vec<RunResult>)]) -> Vec<String> {
+    let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    let mut out = Vec::new();
+    for (sc, rs) in scenarios {
+        let k = rs.iter().find(|r| r.kind == Kind::Knockd);
+        let Some(o) = rs.iter().find(|r| r.kind == Kind::Ours) else {
+            continue;
+        };
+        let rate = o.flood.rate();
+        let all = !o.attempts.is_empty() && o.legit_ok() == o.attempts.len();
+        let k_lost = k.map(|k| k.legit_ok() < k.attempts.len());
+        out.push(format!(
+            "{}: all legitimate knocks through at {} pps (>= 100,000): {}{}",
+            sc.name,
+            thousands(rate.round() as u64),
+            mark(all && rate >= 100_000.0),
+            match k_lost {
+                Some(true) => " (knockd 0.8 lost some)",
+                Some(false) => " (knockd 0.8 lost none)",
+                None => "",
+            }
+        ));
+        if sc.distinct == Distinct::Cycle(10_000)
+            && let (Some(k), Some(ou)) = (k.and_then(RunResult::per_packet_us), o.per_packet_us())
+        {
+            let x = k / ou.max(1e-9);
+            out.push(format!(
+                "{}: CPU per packet at 10,000 tracked sources at least 50x lower: {} ({x:.0}x)",
+                sc.name,
+                mark(x >= 50.0)
+            ));
+        }
+        out.push(format!(
+            "{}: our memory flat during the flood: {} ({})",
+            sc.name,
+            mark(rss_flat(o)),
+            rss_profile_text(o)
+        ));
+    }
+    out
+}
+
 fn result_json(r: &RunResult) -> J {
     let lats = sorted_latencies(r);
     J::obj([
@@ -359,7 +420,10 @@ fn result_json(r: &RunResult) -> J {
         ("achieved_pps", J::Num(r.flood.rate().round())),
         ("generator_stalls", J::Int(r.flood.stalls as i64)),
         ("packets_at_server_interface", J::Int(r.iface_rx as i64)),
-        ("server_interface_rx_dropped", J::Int(r.iface_rx_dropped as i64)),
+        (
+            "server_interface_rx_dropped",
+            J::Int(r.iface_rx_dropped as i64),
+        ),
         ("softnet_backlog_dropped", J::Int(r.softnet_dropped as i64)),
         ("packets_processed", J::opt_u64(r.processed)),
         ("packets_processed_how", J::Str(r.processed_how.clone())),
@@ -382,9 +446,15 @@ fn result_json(r: &RunResult) -> J {
         ("vm_hwm_kb", J::Int(r.hwm_kb as i64)),
         ("rss_before_kb", J::Int(r.rss_before_kb as i64)),
         ("rss_end_kb", J::Int(r.rss_end_kb as i64)),
+        ("rss_flat_during_flood", J::Bool(rss_flat(r))),
         (
             "rss_profile_kb",
-            J::Arr(rss_profile(r).into_iter().map(|k| J::Int(k as i64)).collect()),
+            J::Arr(
+                rss_profile(r)
+                    .into_iter()
+                    .map(|k| J::Int(k as i64))
+                    .collect(),
+            ),
         ),
         (
             "samples",
@@ -394,16 +464,28 @@ fn result_json(r: &RunResult) -> J {
                     "rss_kb",
                     J::Arr(r.samples.iter().map(|s| J::Int(s.rss_kb as i64)).collect()),
                 ),
-                ("cpu_s", J::Arr(r.samples.iter().map(|s| J::Num(s.cpu_s)).collect())),
+                (
+                    "cpu_s",
+                    J::Arr(r.samples.iter().map(|s| J::Num(s.cpu_s)).collect()),
+                ),
                 (
                     "sent",
                     J::Arr(r.samples.iter().map(|s| J::Int(s.sent as i64)).collect()),
                 ),
             ]),
         ),
-        ("latency_ms_without_flood", J::opt_f64(r.idle_latency.map(|v| v * 1e3))),
-        ("latency_ms_median", J::opt_f64(percentile(&lats, 50.0).map(|v| v * 1e3))),
-        ("latency_ms_p99", J::opt_f64(percentile(&lats, 99.0).map(|v| v * 1e3))),
+        (
+            "latency_ms_without_flood",
+            J::opt_f64(r.idle_latency.map(|v| v * 1e3)),
+        ),
+        (
+            "latency_ms_median",
+            J::opt_f64(percentile(&lats, 50.0).map(|v| v * 1e3)),
+        ),
+        (
+            "latency_ms_p99",
+            J::opt_f64(percentile(&lats, 99.0).map(|v| v * 1e3)),
+        ),
         ("latency_ms_max", J::opt_f64(lats.last().map(|v| v * 1e3))),
         (
             "latencies_ms",
@@ -436,7 +518,10 @@ fn result_json(r: &RunResult) -> J {
                 J::Null
             },
         ),
-        ("attempts_tracked_mid_flood", J::opt_u64(r.status_mid_tracked)),
+        (
+            "attempts_tracked_mid_flood",
+            J::opt_u64(r.status_mid_tracked),
+        ),
         (
             "notes",
             J::Arr(r.notes.iter().map(|n| J::Str(n.clone())).collect()),
@@ -455,7 +540,10 @@ fn scenario_json(sc: &Scenario) -> J {
                 Transport::Udp => "udp".into(),
             }),
         ),
-        ("rate_pps", sc.rate.map_or(J::Str("max".into()), |r| J::Int(r as i64))),
+        (
+            "rate_pps",
+            sc.rate.map_or(J::Str("max".into()), |r| J::Int(r as i64)),
+        ),
         ("duration_s", J::Num(sc.duration.as_secs_f64())),
         ("count", J::opt_u64(sc.count)),
         (
@@ -466,7 +554,10 @@ fn scenario_json(sc: &Scenario) -> J {
             },
         ),
         ("v6_percent", J::Int(i64::from(sc.v6_percent))),
-        ("legit_interval_ms", J::Int(sc.legit_interval.as_millis() as i64)),
+        (
+            "legit_interval_ms",
+            J::Int(sc.legit_interval.as_millis() as i64),
+        ),
         ("legit_v6_percent", J::Int(i64::from(sc.legit_v6_percent))),
         ("seq_timeout_s", J::Int(i64::from(sc.seq_timeout))),
         (
@@ -480,8 +571,18 @@ fn scenario_json(sc: &Scenario) -> J {
 pub fn json(scenarios: &[(Scenario, Vec<RunResult>)], generator_alone: Option<f64>) -> J {
     J::obj([
         ("tool", J::Str("flood-bench".into())),
-        ("cpus", J::Int(std::thread::available_parallelism().map_or(1, |n| n.get()) as i64)),
-        ("generator_alone_pps", J::opt_f64(generator_alone.map(f64::round))),
+        (
+            "cpus",
+            J::Int(std::thread::available_parallelism().map_or(1, |n| n.get()) as i64),
+        ),
+        (
+            "generator_alone_pps",
+            J::opt_f64(generator_alone.map(f64::round)),
+        ),
+        (
+            "goals",
+            J::Arr(goals(scenarios).into_iter().map(J::Str).collect()),
+        ),
         (
             "scenarios",
             J::Arr(
@@ -510,6 +611,131 @@ pub fn json(scenarios: &[(Scenario, Vec<RunResult>)], generator_alone: Option<f6
 mod tests {
     use super::*;
 
+    use crate::bench::Sample;
+    use crate::generator::FloodStats;
+    use crate::legit::Attempt;
+    use std::time::Duration;
+
+    fn result(kind: Kind, processed: u64, cpu: f64, ok: usize, rss: &[u64]) -> RunResult {
+        let attempts: Vec<Attempt> = (0..4)
+            .map(|i| Attempt {
+                src: crate::legit::pool_addr(i, false),
+                sent_at: 1000.0 + i as f64,
+            })
+            .collect();
+        RunResult {
+            kind,
+            binary: "/bin/x".into(),
+            flood: FloodStats {
+                sent: 1_000_000,
+                stalls: 0,
+                elapsed: Duration::from_secs(10),
+            },
+            iface_rx: 1_000_012,
+            iface_rx_dropped: 0,
+            softnet_dropped: 0,
+            processed: Some(processed),
+            processed_how: "test".into(),
+            capture_dropped: Some(1_000_000 - processed),
+            stage1_lines: None,
+            latencies: (0..4)
+                .map(|i| (i < ok).then_some(0.002 * (i + 1) as f64))
+                .collect(),
+            attempts,
+            idle_latency: Some(0.001),
+            cpu_s: cpu,
+            cpu_window_s: 10.5,
+            drain_s: 0.5,
+            hwm_kb: *rss.iter().max().unwrap(),
+            rss_before_kb: rss[0],
+            rss_end_kb: *rss.last().unwrap(),
+            samples: rss
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| Sample {
+                    t: i as f64 * 10.0 / (rss.len() - 1) as f64,
+                    rss_kb: k,
+                    cpu_s: 0.0,
+                    sent: 0,
+                })
+                .collect(),
+            status: vec![("attempts_capacity".into(), Some(65536), Some(65536))],
+            status_mid_tracked: Some(10_000),
+            notes: vec![],
+        }
+    }
+
+    fn scenario() -> Scenario {
+        Scenario {
+            name: "tracked-10k".into(),
+            transport: Transport::TcpSyn,
+            rate: Some(100_000),
+            duration: Duration::from_secs(10),
+            count: None,
+            distinct: Distinct::Cycle(10_000),
+            v6_percent: 0,
+            legit_interval: Duration::from_millis(500),
+            legit_v6_percent: 0,
+            seq_timeout: 25,
+            ports: vec![7000, 8000, 9000],
+            batch: 64,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn table_json_and_goals() {
+        let knockd = result(
+            Kind::Knockd,
+            100_000,
+            6.0,
+            1,
+            &[5000, 9000, 14000, 19000, 24000],
+        );
+        let ours = result(
+            Kind::Ours,
+            1_000_000,
+            0.5,
+            4,
+            &[9000, 9100, 9100, 9100, 9100],
+        );
+        let done = vec![(scenario(), vec![knockd, ours])];
+        let t = table(&done, Some(400_000.0));
+        assert!(t.contains("| knockd 0.8"), "{t}");
+        assert!(t.contains("generator alone, no daemon: 400,000 pps"));
+        // knockd: 60 µs per packet, ours 0.5 µs: 120x lower.
+        assert!(t.contains("60.00"), "{t}");
+        assert!(t.contains("120x lower"), "{t}");
+        assert!(
+            t.contains("1/4 (25.0%)") && t.contains("4/4 (100.0%)"),
+            "{t}"
+        );
+        assert!(t.contains("10,000 / - / 65,536"), "{t}");
+        let g = goals(&done);
+        assert!(
+            g[0].contains(": met") && g[0].contains("knockd 0.8 lost some"),
+            "{g:?}"
+        );
+        assert!(g[1].contains("at least 50x lower: met (120x)"), "{g:?}");
+        assert!(g[2].contains("flat during the flood: met"), "{g:?}");
+        let j = json(&done, Some(400_000.0)).render();
+        assert!(j.contains("\"cpu_us_per_processed_packet\": 60"), "{j}");
+        assert!(j.contains("\"legit_succeeded\": 4"));
+
+        // A growing daemon, lost knocks, low rate: goals not met.
+        let mut bad = result(
+            Kind::Ours,
+            1_000,
+            0.5,
+            3,
+            &[5000, 9000, 14000, 19000, 24000],
+        );
+        bad.flood.sent = 500_000;
+        let done = vec![(scenario(), vec![bad])];
+        let g = goals(&done);
+        assert!(g.iter().all(|l| l.contains("NOT met")), "{g:?}");
+    }
+
     #[test]
     fn percentiles() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
@@ -528,6 +754,7 @@ mod tests {
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(ratio_lower(Some(60.0), Some(1.0)), "60x lower");
+        assert_eq!(ratio_lower(Some(3.0), Some(2.0)), "1.5x lower");
         assert_eq!(ratio_lower(Some(1.0), Some(2.0)), "2.0x higher");
         assert_eq!(ratio_lower(None, Some(2.0)), "-");
     }
