@@ -625,6 +625,9 @@ pub fn run(d: &Daemon, sc: &Scenario, verbose: bool) -> Result<RunResult, String
         .join()
         .map_err(|_| "legitimate knocker panicked".to_string())?
         .map_err(|e| format!("legitimate knocker: {e}"))?;
+    if generator::interrupted() {
+        return err("interrupted");
+    }
     say(format!(
         "flood done: {} packets in {:.1} s ({:.0} pps); draining",
         flood.sent,
@@ -636,7 +639,8 @@ pub fn run(d: &Daemon, sc: &Scenario, verbose: bool) -> Result<RunResult, String
     let drain_start = Instant::now();
     let mut last = (procfs::cpu_seconds(pid)?, 0u64);
     let mut still = 0;
-    while drain_start.elapsed() < Duration::from_secs(60) && still < 3 {
+    while drain_start.elapsed() < Duration::from_secs(60) && still < 3 && !generator::interrupted()
+    {
         std::thread::sleep(Duration::from_millis(200));
         let now = (
             procfs::cpu_seconds(pid)?,

@@ -314,6 +314,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
         return Err("flood-bench builds network namespaces and must run as root".into());
     }
     let plan = scenarios(cli)?;
+    crate::generator::catch_interrupts();
     let daemons = if cli.generator_only {
         Vec::new()
     } else {
@@ -357,6 +358,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
         }
         let mut results = Vec::new();
         for d in &daemons {
+            if crate::generator::interrupted() {
+                return Err("interrupted".into());
+            }
             let r = bench::run(d, &sc, verbose)
                 .map_err(|e| format!("scenario {}, {}: {e}", sc.name, d.kind.label()))?;
             if verbose {

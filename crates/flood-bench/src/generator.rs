@@ -164,7 +164,7 @@ pub fn run(
     loop {
         let now = Instant::now();
         let elapsed = now - start;
-        if stop.load(Ordering::Relaxed) || elapsed >= plan.duration {
+        if stop.load(Ordering::Relaxed) || interrupted() || elapsed >= plan.duration {
             break;
         }
         let mut n = batch as u64;
@@ -222,6 +222,28 @@ pub fn run(
         stalls,
         elapsed: start.elapsed(),
     })
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM stop the flood (and the run) instead of killing the process, so the
+/// lab is torn down cleanly.
+pub fn catch_interrupts() {
+    let h = on_signal as extern "C" fn(libc::c_int);
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, h as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, h as libc::sighandler_t);
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived (after [`catch_interrupts`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
 }
 
 /// Pins the calling thread to `cpu` (best effort; returns whether it worked).

@@ -168,7 +168,7 @@ pub fn run(plan: &LegitPlan, stop: &AtomicBool) -> io::Result<Vec<Attempt>> {
     let mut out = Vec::new();
     let start = Instant::now();
     let mut k: usize = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && !crate::generator::interrupted() {
         let due = plan.interval * k as u32;
         let el = start.elapsed();
         if due > el {
