@@ -174,15 +174,8 @@ mod tests {
         assert_eq!(ips(&resolve("[2001:2::2]").unwrap()), ["2001:2::2"]);
     }
 
-    #[test]
-    fn unresolvable_host_is_named() {
-        let e = resolve("no-such-host.invalid").unwrap_err();
-        let msg = e.to_string();
-        assert!(
-            msg.starts_with("cannot resolve host \"no-such-host.invalid\": "),
-            "{msg}"
-        );
-    }
+    // An unresolvable name is tested in tests/wire.rs, against a DNS responder inside a
+    // namespace: a unit test here would query the host's real resolver.
 
     #[test]
     fn first_is_the_resolver_s_first() {
