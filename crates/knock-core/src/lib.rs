@@ -5,9 +5,11 @@
 //! thin layers around this crate.
 //!
 //! - [`addr`]: IP networks for `from =` lists.
+//! - [`packet`]: decoding captured frames (any link type, IPv4/IPv6) into TCP/UDP packets.
 //! - [`proto`]: protocols, ports and knock tokens (`7000:udp`), the one place they are parsed.
 //! - [`tcpflags`]: TCP flag bits and knockd's `tcpflags` rules.
 
 pub mod addr;
+pub mod packet;
 pub mod proto;
 pub mod tcpflags;
