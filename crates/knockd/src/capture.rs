@@ -361,12 +361,20 @@ struct Handle {
     stream: PacketStream<Active, FrameCodec>,
 }
 
+/// How often every handle is read directly, whatever its readiness says.
+///
+/// A vanished interface (PPP link down, `ip link del`) shows as `POLLERR` only, which tokio
+/// does not report to readers, so without this the capture would wait forever instead of
+/// failing.
+pub const WATCHDOG_PERIOD: Duration = Duration::from_millis(500);
+
 /// Live captures on one or more interfaces, merged into one stream of frames.
 pub struct LiveCapture {
     handles: Vec<Handle>,
     /// Where the next poll starts, so one busy interface cannot starve the others.
     start: usize,
     filter: String,
+    watchdog: tokio::time::Interval,
 }
 
 impl LiveCapture {
@@ -380,17 +388,21 @@ impl LiveCapture {
         cfg: &CaptureConfig,
     ) -> Result<LiveCapture, CaptureError> {
         let filter = filter_expression(watches, cfg.ipv4_only);
-        let mut handles = Vec::new();
-        for name in ifaces.pcap_names() {
-            if name != "any" {
-                check_interface_exists(&name)?;
-            }
-            handles.push(open_one(&name, &filter, cfg)?);
+        let names = ifaces.pcap_names();
+        for name in names.iter().filter(|n| *n != "any") {
+            check_interface_exists(name)?;
         }
+        let mut handles = Vec::new();
+        for name in &names {
+            handles.push(open_one(name, &filter, cfg)?);
+        }
+        let mut watchdog = tokio::time::interval(WATCHDOG_PERIOD);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(LiveCapture {
             handles,
             start: 0,
             filter,
+            watchdog,
         })
     }
 
@@ -502,6 +514,24 @@ impl Stream for LiveCapture {
         let n = this.handles.len();
         if n == 0 {
             return Poll::Ready(None);
+        }
+        if this.watchdog.poll_tick(cx).is_ready() {
+            for h in &mut this.handles {
+                let codec = FrameCodec {
+                    iface: h.info.name.clone(),
+                    link: h.info.link,
+                };
+                match h.stream.capture_mut().next_packet() {
+                    Ok(p) => return Poll::Ready(Some(Ok(codec.frame(&p)))),
+                    Err(pcap::Error::TimeoutExpired) => {}
+                    Err(source) => {
+                        return Poll::Ready(Some(Err(CaptureError::Read {
+                            iface: h.info.name.to_string(),
+                            source,
+                        })));
+                    }
+                }
+            }
         }
         for i in 0..n {
             let idx = (this.start + i) % n;
