@@ -636,6 +636,15 @@ mod tests {
     use Protocol::{Tcp, Udp};
 
     #[test]
+    fn captures_can_move_to_a_task() {
+        fn send<T: Send>() {}
+        send::<LiveCapture>();
+        send::<FileCapture>();
+        send::<Frame>();
+        send::<CaptureError>();
+    }
+
+    #[test]
     fn ranges_merge() {
         let w = [
             Watch::Port(Tcp, 7002),

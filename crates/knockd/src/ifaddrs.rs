@@ -246,6 +246,12 @@ mod tests {
     }
 
     #[test]
+    fn shared_between_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<LocalAddrs>();
+    }
+
+    #[test]
     fn set_selects_interfaces() {
         let all = AddrSet::from_entries(entries(), &Interfaces::Any);
         assert_eq!(all.len(), 7);

@@ -751,3 +751,162 @@ fn pcap_files_written_by_tcpdump_decode() {
         assert!(all.iter().any(|s| s.dport == 7001), "{file}: {all:#?}");
     }
 }
+
+/// Creates tun device `name` inside `ns` (IFF_TUN | IFF_NO_PI); it lives as long as the file.
+fn open_tun(ns: &Ns, name: &str) -> std::fs::File {
+    let name = name.to_string();
+    ns.run_in(move || -> std::io::Result<std::fs::File> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")?;
+        #[repr(C)]
+        struct IfReq {
+            name: [u8; 16],
+            flags: libc::c_short,
+            pad: [u8; 22],
+        }
+        let mut req = IfReq {
+            name: [0; 16],
+            flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
+            pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: TUNSETIFF takes a pointer to a struct ifreq, which IfReq lays out.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(f)
+    })
+    .unwrap()
+    .unwrap()
+}
+
+/// IPv4 header checksum.
+fn csum(h: &[u8]) -> u16 {
+    let mut s: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+fn raw_l4(proto: Protocol, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = 40000u16.to_be_bytes().to_vec();
+    v.extend_from_slice(&dport.to_be_bytes());
+    match proto {
+        Udp => {
+            v.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            v.extend_from_slice(&[0, 0]);
+        }
+        Tcp => v.extend_from_slice(&[
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0x50,
+            bits::SYN,
+            0xff,
+            0xff,
+            0,
+            0,
+            0,
+            0,
+        ]),
+    }
+    v.extend_from_slice(payload);
+    v
+}
+
+fn raw_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: Protocol, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let l4 = raw_l4(proto, dport, payload);
+    let mut v = vec![0x45, 0];
+    v.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    v.extend_from_slice(&[0, 1, 0x40, 0, 64, proto.ip_number(), 0, 0]);
+    v.extend_from_slice(&src.octets());
+    v.extend_from_slice(&dst.octets());
+    let c = csum(&v);
+    v[10..12].copy_from_slice(&c.to_be_bytes());
+    v.extend(l4);
+    v
+}
+
+fn raw_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: Protocol, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let l4 = raw_l4(proto, dport, payload);
+    let mut v = vec![0x60, 0, 0, 0];
+    v.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    v.extend_from_slice(&[proto.ip_number(), 64]);
+    v.extend_from_slice(&src.octets());
+    v.extend_from_slice(&dst.octets());
+    v.extend(l4);
+    v
+}
+
+#[test]
+fn tun_device_raw_ip() {
+    if !require_root() {
+        return;
+    }
+    use std::io::Write;
+    let lab = Lab::new(0).unwrap();
+    let mut tun = open_tun(lab.server(), "ktun0");
+    let (l4, p4): (Ipv4Addr, Ipv4Addr) = (
+        "198.18.200.1".parse().unwrap(),
+        "198.18.200.2".parse().unwrap(),
+    );
+    let (l6, p6): (Ipv6Addr, Ipv6Addr) = (
+        "2001:2:0:200::1".parse().unwrap(),
+        "2001:2:0:200::2".parse().unwrap(),
+    );
+    for args in [
+        vec!["ip", "addr", "add", "198.18.200.1/24", "dev", "ktun0"],
+        vec![
+            "ip",
+            "addr",
+            "add",
+            "2001:2:0:200::1/64",
+            "dev",
+            "ktun0",
+            "nodad",
+        ],
+        vec!["ip", "link", "set", "ktun0", "up"],
+    ] {
+        lab.server().run(&args).unwrap();
+    }
+    let sn = Sniffer::start(lab.server(), "ktun0", &WATCHES, None).unwrap();
+    assert_eq!(sn.ifaces[0].link, LinkType::Raw);
+    // Written to the tun fd = received by the kernel on ktun0.
+    for pkt in [
+        raw_v4(p4, l4, Udp, 5555, b"unwatched"),
+        raw_v4(p4, l4, Udp, 62201, b"spa4"),
+        raw_v6(p6, l6, Tcp, 7000, b""),
+        raw_v6(p6, l6, Udp, 62201, b"spa6"),
+        raw_v4(p4, l4, Udp, 9999, b"end"),
+    ] {
+        tun.write_all(&pkt).unwrap();
+    }
+    let seen = sn.until(is_end);
+    let got: Vec<_> = seen.iter().map(key).collect();
+    assert_eq!(
+        got,
+        vec![
+            (l4.into(), Udp, 62201, b"spa4".to_vec()),
+            (l6.into(), Tcp, 7000, vec![]),
+            (l6.into(), Udp, 62201, b"spa6".to_vec()),
+            (l4.into(), Udp, 9999, b"end".to_vec()),
+        ]
+    );
+    for s in &seen {
+        assert_eq!(s.link, LinkType::Raw);
+        assert!(s.local, "{s:?}");
+    }
+}
