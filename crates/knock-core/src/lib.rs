@@ -8,12 +8,14 @@
 //! - [`config`]: the knockd.conf model and parser.
 //! - [`onetime`]: finding the current line of a one-time sequences file.
 //! - [`schedule`]: time-of-day windows of scheduled doors.
+//! - [`packet`]: decoding captured frames (any link type, IPv4/IPv6) into TCP/UDP packets.
 //! - [`proto`]: protocols, ports and knock tokens (`7000:udp`), the one place they are parsed.
 //! - [`tcpflags`]: TCP flag bits and knockd's `tcpflags` rules.
 
 pub mod addr;
 pub mod config;
 pub mod onetime;
+pub mod packet;
 pub mod proto;
 pub mod schedule;
 pub mod tcpflags;
