@@ -21,28 +21,20 @@ use knock_core::packet::{self, DecodeError, LinkType, Packet};
 use knock_core::proto::Protocol;
 use pcap::{Active, Offline, PacketCodec, PacketStream};
 
-/// One watched destination port, or an inclusive range of them, for a protocol.
-///
-/// The matcher derives these from the doors' sequences; SPA doors add their UDP port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Watch {
-    Port(Protocol, u16),
-    /// `lo..=hi` (given in either order).
-    Range(Protocol, u16, u16),
+pub use knock_core::matcher::Watch;
+
+fn watch_proto(w: &Watch) -> Protocol {
+    match *w {
+        Watch::Port(k) => k.proto,
+        Watch::Range { proto, .. } => proto,
+    }
 }
 
-impl Watch {
-    fn proto(self) -> Protocol {
-        match self {
-            Watch::Port(p, _) | Watch::Range(p, _, _) => p,
-        }
-    }
-
-    fn bounds(self) -> (u16, u16) {
-        match self {
-            Watch::Port(_, p) => (p, p),
-            Watch::Range(_, a, b) => (a.min(b), a.max(b)),
-        }
+/// `(lo, hi)` of a watch, whichever order a range was given in.
+fn watch_bounds(w: &Watch) -> (u16, u16) {
+    match *w {
+        Watch::Port(k) => (k.port, k.port),
+        Watch::Range { lo, hi, .. } => (lo.min(hi), lo.max(hi)),
     }
 }
 
@@ -50,8 +42,8 @@ impl Watch {
 pub fn merged_ranges(watches: &[Watch], proto: Protocol) -> Vec<(u16, u16)> {
     let mut r: Vec<(u16, u16)> = watches
         .iter()
-        .filter(|w| w.proto() == proto)
-        .map(|w| w.bounds())
+        .filter(|w| watch_proto(w) == proto)
+        .map(watch_bounds)
         .collect();
     r.sort_unstable();
     let mut out: Vec<(u16, u16)> = Vec::with_capacity(r.len());
@@ -153,6 +145,15 @@ impl Interfaces {
                 names.iter().any(|n| n == base || n == ifname)
             }
         }
+    }
+
+    /// Checks that every named interface exists (before daemonizing, so the error reaches the
+    /// terminal); the error lists the interfaces that do exist.
+    pub fn check_exist(&self) -> Result<(), CaptureError> {
+        for name in self.pcap_names().iter().filter(|n| *n != "any") {
+            check_interface_exists(name)?;
+        }
+        Ok(())
     }
 
     fn pcap_names(&self) -> Vec<String> {
@@ -634,6 +635,7 @@ impl Iterator for FileCapture {
 mod tests {
     use super::*;
     use Protocol::{Tcp, Udp};
+    use knock_core::proto::Knock;
 
     #[test]
     fn captures_can_move_to_a_task() {
@@ -647,17 +649,25 @@ mod tests {
     #[test]
     fn ranges_merge() {
         let w = [
-            Watch::Port(Tcp, 7002),
-            Watch::Port(Tcp, 7000),
-            Watch::Port(Tcp, 7001),
-            Watch::Range(Tcp, 9010, 9000),
-            Watch::Port(Tcp, 9005),
-            Watch::Port(Tcp, 9011),
-            Watch::Port(Tcp, 22),
-            Watch::Port(Udp, 62201),
-            Watch::Range(Tcp, 65530, 65535),
-            Watch::Port(Tcp, 65535),
-            Watch::Port(Tcp, 0),
+            Watch::Port(Knock::new(7002, Tcp)),
+            Watch::Port(Knock::new(7000, Tcp)),
+            Watch::Port(Knock::new(7001, Tcp)),
+            Watch::Range {
+                proto: Tcp,
+                lo: 9010,
+                hi: 9000,
+            },
+            Watch::Port(Knock::new(9005, Tcp)),
+            Watch::Port(Knock::new(9011, Tcp)),
+            Watch::Port(Knock::new(22, Tcp)),
+            Watch::Port(Knock::new(62201, Udp)),
+            Watch::Range {
+                proto: Tcp,
+                lo: 65530,
+                hi: 65535,
+            },
+            Watch::Port(Knock::new(65535, Tcp)),
+            Watch::Port(Knock::new(0, Tcp)),
         ];
         assert_eq!(
             merged_ranges(&w, Tcp),
@@ -670,9 +680,13 @@ mod tests {
     #[test]
     fn expression_text() {
         let w = [
-            Watch::Port(Tcp, 7000),
-            Watch::Range(Tcp, 8000, 8010),
-            Watch::Port(Udp, 62201),
+            Watch::Port(Knock::new(7000, Tcp)),
+            Watch::Range {
+                proto: Tcp,
+                lo: 8000,
+                hi: 8010,
+            },
+            Watch::Port(Knock::new(62201, Udp)),
         ];
         assert_eq!(
             filter_expression(&w, false),
@@ -786,9 +800,13 @@ mod tests {
     #[test]
     fn filter_passes_watched_ports_only() {
         let w = [
-            Watch::Port(Tcp, 7000),
-            Watch::Range(Tcp, 8000, 8010),
-            Watch::Port(Udp, 62201),
+            Watch::Port(Knock::new(7000, Tcp)),
+            Watch::Range {
+                proto: Tcp,
+                lo: 8000,
+                hi: 8010,
+            },
+            Watch::Port(Knock::new(62201, Udp)),
         ];
         let expr = filter_expression(&w, false);
         type Wrap = fn(&[u8]) -> Vec<u8>;
@@ -829,7 +847,13 @@ mod tests {
 
     #[test]
     fn filter_compiles_for_every_link_type() {
-        let expr = filter_expression(&[Watch::Port(Tcp, 1), Watch::Port(Udp, 2)], false);
+        let expr = filter_expression(
+            &[
+                Watch::Port(Knock::new(1, Tcp)),
+                Watch::Port(Knock::new(2, Udp)),
+            ],
+            false,
+        );
         for l in LinkType::ALL {
             let dead = pcap::Capture::dead(pcap::Linktype(l.dlt())).unwrap();
             let r = dead.compile(&expr, true);
@@ -837,7 +861,9 @@ mod tests {
             assert_eq!(r.is_ok(), l != LinkType::PppWithDir, "{l}");
         }
         // A long filter (hundreds of ports) still compiles.
-        let many: Vec<Watch> = (0..500).map(|i| Watch::Port(Tcp, 1000 + 2 * i)).collect();
+        let many: Vec<Watch> = (0..500)
+            .map(|i| Watch::Port(Knock::new(1000 + 2 * i, Tcp)))
+            .collect();
         program(1, &filter_expression(&many, false));
     }
 }

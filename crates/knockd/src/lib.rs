@@ -9,10 +9,17 @@
 //! - [`actions`]: start/stop commands.
 //! - [`logging`]: knockd's log file, syslog and verbose output.
 //! - [`lifecycle`]: daemon mode and pid file.
+//! - [`daemon`]: the wiring, signals and reloads; [`doors`]: config to matcher rules.
+//! - [`status`]: `knockd --status`; [`lookup`]: `-l` reverse names.
 
 pub mod actions;
 pub mod capture;
 pub mod cli;
+pub mod daemon;
+pub mod doors;
+pub mod example;
 pub mod ifaddrs;
 pub mod lifecycle;
 pub mod logging;
+pub mod lookup;
+pub mod status;

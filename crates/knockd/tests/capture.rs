@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use knock_core::packet::{DecodeError, LinkType};
+use knock_core::proto::Knock;
 use knock_core::proto::Protocol::{self, Tcp, Udp};
 use knock_core::tcpflags::bits;
 use knockd::capture::{
@@ -289,10 +290,14 @@ fn key(s: &Seen) -> (IpAddr, Protocol, u16, Vec<u8>) {
 }
 
 const WATCHES: [Watch; 4] = [
-    Watch::Port(Tcp, 7000),
-    Watch::Range(Tcp, 8000, 8010),
-    Watch::Port(Udp, 62201),
-    Watch::Port(Udp, 9999),
+    Watch::Port(Knock::new(7000, Tcp)),
+    Watch::Range {
+        proto: Tcp,
+        lo: 8000,
+        hi: 8010,
+    },
+    Watch::Port(Knock::new(62201, Udp)),
+    Watch::Port(Knock::new(9999, Udp)),
 ];
 
 /// The marker that ends a batch: a watched UDP datagram with a recognisable payload.
@@ -367,7 +372,7 @@ fn filter_can_be_replaced_while_capturing() {
     let sn = Sniffer::start(
         lab.server(),
         &lab.server_if(1),
-        &[Watch::Port(Udp, 9999)],
+        &[Watch::Port(Knock::new(9999, Udp))],
         None,
     )
     .unwrap();
@@ -375,7 +380,10 @@ fn filter_can_be_replaced_while_capturing() {
     udp(&lab, 1, ip, 9999, b"end");
     let got: Vec<_> = sn.until(is_end).iter().map(key).collect();
     assert_eq!(got, vec![(ip, Udp, 9999, b"end".to_vec())]);
-    let f = sn.set_filter(&[Watch::Port(Udp, 5555), Watch::Port(Udp, 9999)]);
+    let f = sn.set_filter(&[
+        Watch::Port(Knock::new(5555, Udp)),
+        Watch::Port(Knock::new(9999, Udp)),
+    ]);
     assert!(f.contains("udp dst port 5555"), "{f}");
     udp(&lab, 1, ip, 5555, b"b");
     udp(&lab, 1, ip, 9999, b"end");
@@ -745,7 +753,18 @@ fn pcap_files_written_by_tcpdump_decode() {
         // The same file without a filter for the other ports: everything decodes.
         let (_, all) = file_packets(
             &path,
-            &[Watch::Range(Tcp, 0, 65535), Watch::Range(Udp, 0, 65535)],
+            &[
+                Watch::Range {
+                    proto: Tcp,
+                    lo: 0,
+                    hi: 65535,
+                },
+                Watch::Range {
+                    proto: Udp,
+                    lo: 0,
+                    hi: 65535,
+                },
+            ],
         );
         assert!(all.iter().any(|s| s.dport == 5353), "{file}: {all:#?}");
         assert!(all.iter().any(|s| s.dport == 7001), "{file}: {all:#?}");
