@@ -8,6 +8,7 @@
 //! - [`packet`]: decoding captured frames (any link type, IPv4/IPv6) into TCP/UDP packets.
 //! - [`matcher`]: per-source knock sequence matching in a bounded table.
 //! - [`rotate`]: rotating (HMAC-derived) knock sequences.
+//! - [`lint`]: warnings about weak static doors.
 //! - [`onetime`]: finding the current line of a one-time sequences file.
 //! - [`schedule`]: time-of-day windows of scheduled doors.
 //! - [`proto`]: protocols, ports and knock tokens (`7000:udp`), the one place they are parsed.
@@ -16,6 +17,7 @@
 
 pub mod addr;
 pub mod config;
+pub mod lint;
 pub mod matcher;
 pub mod onetime;
 pub mod packet;

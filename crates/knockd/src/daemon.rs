@@ -382,6 +382,7 @@ async fn run(
         started: Instant::now(),
     };
     d.announce();
+    d.lint();
     if let Some(dz) = daemonized.as_mut() {
         dz.ready();
     }
@@ -458,6 +459,16 @@ impl Daemon {
 
     fn door_name(&self, m: usize) -> &str {
         self.doors.door(m).map_or("?", |d| d.name.as_str())
+    }
+
+    /// Warnings about weak static doors (startup and reload).
+    fn lint(&self) {
+        let listening = crate::listening::listening();
+        for door in &self.doors.config.doors {
+            for w in knock_core::lint::check_door(door, &|k| listening.contains(&k)) {
+                self.logger.warn(&w.to_string());
+            }
+        }
     }
 
     /// Startup lines: knockd's, and for the built-in example how to knock it.
@@ -713,6 +724,7 @@ impl Daemon {
         }
         self.doors = doors;
         self.matcher = matcher;
+        self.lint();
     }
 
     fn snapshot(&self, input: &mut Input) -> Snapshot {

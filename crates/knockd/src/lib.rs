@@ -20,6 +20,7 @@ pub mod doors;
 pub mod example;
 pub mod ifaddrs;
 pub mod lifecycle;
+pub mod listening;
 pub mod logging;
 pub mod lookup;
 pub mod status;

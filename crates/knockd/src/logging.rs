@@ -189,6 +189,17 @@ impl Logger {
         }
     }
 
+    /// A warning: like [`Logger::log`] (syslog priority warning), and on stderr when stdout
+    /// is not already showing it.
+    pub fn warn(&self, msg: &str) {
+        let mut inner = self.lock();
+        let line = format!("warning: {msg}");
+        write_line(&mut inner, &line, libc::LOG_WARNING);
+        if !(inner.targets.verbose || inner.targets.debug) {
+            eprintln!("knockd: {line}");
+        }
+    }
+
     /// A per-source line that a flood can multiply (`Stage n`, sequence timeouts): written
     /// like [`Logger::log`] within a rate limit; what is held back is counted and summarised.
     pub fn limited(&self, msg: &str) {
