@@ -13,7 +13,9 @@ pub struct IpNet {
 
 /// Error of [`IpNet::from_str`], naming the offending text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad address or network \"{0}\" (expected e.g. 198.51.100.7, 198.51.100.0/24 or 2001:db8::/32)")]
+#[error(
+    "bad address or network \"{0}\" (expected e.g. 198.51.100.7, 198.51.100.0/24 or 2001:db8::/32)"
+)]
 pub struct BadNet(pub String);
 
 impl IpNet {
@@ -125,7 +127,15 @@ mod tests {
 
     #[test]
     fn errors() {
-        for bad in ["", "1.2.3.4/33", "1.2.3.4/", "1.2.3/24", "::/129", "x", "1.2.3.4/-1"] {
+        for bad in [
+            "",
+            "1.2.3.4/33",
+            "1.2.3.4/",
+            "1.2.3/24",
+            "::/129",
+            "x",
+            "1.2.3.4/-1",
+        ] {
             assert_eq!(bad.parse::<IpNet>(), Err(BadNet(bad.to_string())), "{bad}");
         }
         assert_eq!(

@@ -7,7 +7,9 @@
 //! - [`addr`]: IP networks for `from =` lists.
 //! - [`proto`]: protocols, ports and knock tokens (`7000:udp`), the one place they are parsed.
 //! - [`tcpflags`]: TCP flag bits and knockd's `tcpflags` rules.
+//! - [`spa`]: fwknop-compatible Single Packet Authorization (codec and replay cache).
 
 pub mod addr;
 pub mod proto;
+pub mod spa;
 pub mod tcpflags;

@@ -118,7 +118,10 @@ pub fn split_knock_token(token: &str) -> Result<(&str, Option<Protocol>), Unknow
 /// to `default_proto`.
 pub fn parse_knock(token: &str, default_proto: Protocol) -> Result<Knock, KnockTokenError> {
     let (port, proto) = split_knock_token(token)?;
-    Ok(Knock::new(parse_port(port)?, proto.unwrap_or(default_proto)))
+    Ok(Knock::new(
+        parse_port(port)?,
+        proto.unwrap_or(default_proto),
+    ))
 }
 
 /// A port a door opens, written `proto/port` in `open =` and in fwknop access requests
@@ -174,14 +177,26 @@ mod tests {
 
     #[test]
     fn knock_tokens() {
-        assert_eq!(parse_knock("7000", Protocol::Tcp), Ok(Knock::new(7000, Protocol::Tcp)));
-        assert_eq!(parse_knock("7000:UDP", Protocol::Tcp), Ok(Knock::new(7000, Protocol::Udp)));
-        assert_eq!(parse_knock(" 80:tcp ", Protocol::Udp), Ok(Knock::new(80, Protocol::Tcp)));
+        assert_eq!(
+            parse_knock("7000", Protocol::Tcp),
+            Ok(Knock::new(7000, Protocol::Tcp))
+        );
+        assert_eq!(
+            parse_knock("7000:UDP", Protocol::Tcp),
+            Ok(Knock::new(7000, Protocol::Udp))
+        );
+        assert_eq!(
+            parse_knock(" 80:tcp ", Protocol::Udp),
+            Ok(Knock::new(80, Protocol::Tcp))
+        );
         assert!(matches!(
             parse_knock("80:icmp", Protocol::Tcp),
             Err(KnockTokenError::Protocol(UnknownProtocol(p))) if p == "icmp"
         ));
-        assert!(matches!(parse_knock("x:tcp", Protocol::Tcp), Err(KnockTokenError::Port(_))));
+        assert!(matches!(
+            parse_knock("x:tcp", Protocol::Tcp),
+            Err(KnockTokenError::Port(_))
+        ));
     }
 
     #[test]
@@ -190,7 +205,13 @@ mod tests {
             parse_proto_port("TCP/22").map(|p| p.to_string()),
             Ok("tcp/22".to_string())
         );
-        assert!(matches!(parse_proto_port("22"), Err(ProtoPortError::Shape(_))));
-        assert!(matches!(parse_proto_port("sctp/22"), Err(ProtoPortError::Protocol(_))));
+        assert!(matches!(
+            parse_proto_port("22"),
+            Err(ProtoPortError::Shape(_))
+        ));
+        assert!(matches!(
+            parse_proto_port("sctp/22"),
+            Err(ProtoPortError::Protocol(_))
+        ));
     }
 }

@@ -53,7 +53,9 @@ impl FlagRule {
 /// Error of [`parse_flag_rule`]: names the offending token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlagRuleError {
-    #[error("unknown TCP flag \"{0}\" (expected fin, syn, rst, psh, ack or urg, optionally prefixed by !)")]
+    #[error(
+        "unknown TCP flag \"{0}\" (expected fin, syn, rst, psh, ack or urg, optionally prefixed by !)"
+    )]
     Unknown(String),
     #[error("TCP flag \"{0}\" is both required and forbidden")]
     Contradiction(String),
