@@ -14,6 +14,7 @@
 //! - [`proto`]: protocols, ports and knock tokens (`7000:udp`), the one place they are parsed.
 //! - [`tcpflags`]: TCP flag bits and knockd's `tcpflags` rules.
 //! - [`addr`]: IP networks for `from =` lists.
+//! - [`spa`]: fwknop-compatible Single Packet Authorization (codec and replay cache).
 
 pub mod addr;
 pub mod config;
@@ -24,4 +25,5 @@ pub mod packet;
 pub mod proto;
 pub mod rotate;
 pub mod schedule;
+pub mod spa;
 pub mod tcpflags;
