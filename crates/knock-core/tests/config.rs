@@ -431,7 +431,7 @@ fn spa_doors() {
     };
     assert_eq!(spa.key.0, (0u8..32).collect::<Vec<_>>());
     assert_eq!(spa.hmac_key.as_ref().unwrap().0, b"hmac secret");
-    assert_eq!(spa.hmac_digest, "sha3_256");
+    assert_eq!(spa.hmac_digest, knock_core::spa::HmacDigest::Sha3_256);
     assert_eq!(
         (spa.port, spa.max_age, spa.max_open_timeout),
         (62202, 60, 600)
@@ -446,7 +446,7 @@ fn spa_doors() {
         Trigger::Spa(s) => {
             assert_eq!((s.port, s.max_age, s.max_open_timeout), (62201, 120, 300));
             assert!(s.hmac_key.is_none());
-            assert_eq!(s.hmac_digest, "sha256");
+            assert_eq!(s.hmac_digest, knock_core::spa::HmacDigest::Sha256);
         }
         t => panic!("{t:?}"),
     }

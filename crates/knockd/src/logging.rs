@@ -1,5 +1,6 @@
 //! knockd's log: `[YYYY-MM-DD HH:MM] message` lines in the log file, syslog (ident `knockd`,
-//! facility daemon, priority notice), and `-v` / `-D` output on stdout.
+//! facility daemon, priority notice, no pid), and `-v` / `-D` output on stdout (no timestamp,
+//! as knockd; `-D` packet lines carry their own date).
 //!
 //! Per-source stage lines are rate-limited so a spoofed flood cannot make logging the
 //! bottleneck or fill the disk; what was held back is summarised. `OPEN SESAME` and command
@@ -92,8 +93,9 @@ pub fn file_stamp() -> String {
     jiff::Zoned::now().strftime("%Y-%m-%d %H:%M").to_string()
 }
 
-/// The local-time stamp of `-v`/`-D` stdout lines: `2026-11-25 23:30:05`.
-fn stdout_stamp() -> String {
+/// The local-time stamp of `-D` packet lines: `2026-11-25 23:30:05` (knockd prints the month
+/// 0-based; we print the real one).
+pub fn debug_stamp() -> String {
     jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
@@ -187,6 +189,17 @@ impl Logger {
         }
     }
 
+    /// A warning: like [`Logger::log`] (syslog priority warning), and on stderr when stdout
+    /// is not already showing it.
+    pub fn warn(&self, msg: &str) {
+        let mut inner = self.lock();
+        let line = format!("warning: {msg}");
+        write_line(&mut inner, &line, libc::LOG_WARNING);
+        if !(inner.targets.verbose || inner.targets.debug) {
+            eprintln!("knockd: {line}");
+        }
+    }
+
     /// A per-source line that a flood can multiply (`Stage n`, sequence timeouts): written
     /// like [`Logger::log`] within a rate limit; what is held back is counted and summarised.
     pub fn limited(&self, msg: &str) {
@@ -209,7 +222,7 @@ impl Logger {
         }
     }
 
-    /// A `-D` line on stdout only.
+    /// A `-D` line on stdout only (callers add [`debug_stamp`] where knockd prints a date).
     pub fn debug(&self, msg: &str) {
         if self.lock().targets.debug {
             stdout_line(msg);
@@ -220,7 +233,7 @@ impl Logger {
 fn stdout_line(msg: &str) {
     let mut out = io::stdout().lock();
     // stdout may be closed (daemon mode): nothing to do about it.
-    let _ = writeln!(out, "{} {msg}", stdout_stamp());
+    let _ = writeln!(out, "{msg}");
     let _ = out.flush();
 }
 

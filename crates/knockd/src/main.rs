@@ -1,3 +1,6 @@
+use clap::Parser;
+
 fn main() {
-    println!("knockd: not implemented yet");
+    let cli = knockd::cli::Cli::parse();
+    std::process::exit(knockd::daemon::main(cli));
 }

@@ -161,6 +161,19 @@ impl Lab {
         ip(&["-n", &cn, "addr", "add", &cv6, "dev", CLIENT_IF, "nodad"])?;
         ip(&["-n", &s, "link", "set", &sif, "up"])?;
         ip(&["-n", &cn, "link", "set", CLIENT_IF, "up"])?;
+        // veth reports carrier a moment after both ends are up; wait so the first packet of a
+        // test is not lost.
+        for (nsn, ifn) in [(&s, sif.as_str()), (&cn, CLIENT_IF)] {
+            let up = crate::wait::wait_until(std::time::Duration::from_secs(3), || {
+                ip(&["-n", nsn, "-o", "link", "show", "dev", ifn])
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("state UP"))
+            });
+            if !up {
+                return Err(Error::new(format!(
+                    "netns {nsn}: interface {ifn} did not come up within 3 s"
+                )));
+            }
+        }
         ip(&[
             "-n",
             &cn,

@@ -113,8 +113,8 @@ pub struct SpaConf {
     pub key: KeyBytes,
     /// `spa_hmac_key` / `spa_hmac_key_base64`; `None` only with `spa_require_hmac = no`.
     pub hmac_key: Option<KeyBytes>,
-    /// `spa_hmac_digest`, lower case (`sha256` by default).
-    pub hmac_digest: String,
+    /// `spa_hmac_digest` (`sha256` by default).
+    pub hmac_digest: crate::spa::HmacDigest,
     /// `spa_port`, UDP, default 62201.
     pub port: u16,
     /// `spa_max_age`, seconds of clock difference accepted, default 120.

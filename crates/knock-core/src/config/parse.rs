@@ -139,11 +139,6 @@ const SPA_KEYS: &[&str] = &[
     "spa_allow_command",
 ];
 
-/// HMAC digests an SPA door may name.
-pub const SPA_HMAC_DIGESTS: &[&str] = &[
-    "md5", "sha1", "sha256", "sha384", "sha512", "sha3_256", "sha3_512",
-];
-
 /// One logical line: text and the number of its first physical line.
 struct Line {
     no: usize,
@@ -694,21 +689,17 @@ fn spa(d: &DoorDraft, name: &str) -> Result<SpaConf, (usize, ErrorKind)> {
         ));
     }
     let hmac_digest = match d.get("spa_hmac_digest") {
-        Some((v, l)) => {
-            let lower = v.trim().to_ascii_lowercase().replace('-', "_");
-            if !SPA_HMAC_DIGESTS.contains(&lower.as_str()) {
-                return Err((
-                    l,
-                    bad_value(
-                        "spa_hmac_digest",
-                        v,
-                        "md5, sha1, sha256, sha384, sha512, sha3_256 or sha3_512",
-                    ),
-                ));
-            }
-            lower
-        }
-        None => "sha256".to_string(),
+        Some((v, l)) => v.parse::<crate::spa::HmacDigest>().map_err(|_| {
+            (
+                l,
+                bad_value(
+                    "spa_hmac_digest",
+                    v,
+                    "md5, sha1, sha256, sha384, sha512, sha3_256 or sha3_512",
+                ),
+            )
+        })?,
+        None => crate::spa::HmacDigest::Sha256,
     };
     let num = |key: &'static str, default: u64| -> Result<u64, (usize, ErrorKind)> {
         match d.get(key) {

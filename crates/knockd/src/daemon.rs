@@ -1,0 +1,769 @@
+//! The daemon: wires capture → decode → match → act, signals, the status socket and the
+//! configuration's lifecycle.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use knock_core::config::{self, Config, Trigger};
+use knock_core::matcher::{DEFAULT_CAPACITY, Event, Matcher, Outcome, Pattern};
+use knock_core::packet::Packet;
+use knock_core::proto::Knock;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::actions::{Job, Refused, Runner};
+use crate::capture::{CaptureConfig, FileCapture, Frame, Interfaces, LiveCapture};
+use crate::cli::{Cli, DEFAULT_CONFIG};
+use crate::doors::{self, DoorSet};
+use crate::example::{EXAMPLE_CONFIG, EXAMPLE_NAME};
+use crate::ifaddrs::LocalAddrs;
+use crate::lifecycle::{self, Daemonized, PidFile};
+use crate::logging::{LogTargets, Logger, debug_stamp};
+use crate::lookup::Names;
+use crate::status::{self, Snapshot};
+
+/// How often expired attempts are swept out of the table.
+const EXPIRY_TICK: Duration = Duration::from_millis(100);
+/// How often the interfaces' addresses are re-read.
+const ADDR_REFRESH: Duration = Duration::from_secs(1);
+
+/// Where the configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Example,
+}
+
+impl Source {
+    /// The name used in messages: the path, or `<built-in example>`.
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Example => EXAMPLE_NAME.to_string(),
+        }
+    }
+
+    /// Reads and parses the configuration. Errors are located (`file:line: ...`).
+    pub fn load(&self) -> Result<Config, String> {
+        match self {
+            Source::Example => {
+                config::parse(EXAMPLE_CONFIG, EXAMPLE_NAME).map_err(|e| e.to_string())
+            }
+            Source::File(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read config file {}: {e}", p.display()))?;
+                config::parse(&text, &p.display().to_string()).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// Picks the configuration: `-c`, else /etc/knockd.conf, else (or with `--example`) the
+/// built-in example.
+pub fn source_for(cli: &Cli) -> Source {
+    if cli.example {
+        return Source::Example;
+    }
+    match &cli.config {
+        Some(p) => Source::File(p.clone()),
+        None if Path::new(DEFAULT_CONFIG).exists() => Source::File(PathBuf::from(DEFAULT_CONFIG)),
+        None => Source::Example,
+    }
+}
+
+/// Settings that come from the command line and the configuration together.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: Source,
+    pub interfaces: Interfaces,
+    pub log: LogTargets,
+    pub pidfile: PathBuf,
+    pub status_socket: PathBuf,
+    pub only_ipv4: bool,
+    pub lookup: bool,
+    pub pcap_file: Option<PathBuf>,
+    /// The command line, for what a reload recomputes.
+    pub cli: Cli,
+}
+
+impl Settings {
+    /// Command-line flags win over the configuration (unlike knockd 0.8, where `LogFile`
+    /// overrides `-g`).
+    pub fn new(cli: &Cli, source: Source, config: &Config) -> Result<Settings, String> {
+        let spec = cli
+            .interface
+            .clone()
+            .or_else(|| config.options.interface.clone())
+            .unwrap_or_else(|| config::DEFAULT_INTERFACE.to_string());
+        let interfaces = Interfaces::parse(&spec).map_err(|e| e.to_string())?;
+        Ok(Settings {
+            source,
+            interfaces,
+            log: log_targets(cli, config),
+            pidfile: cli
+                .pidfile
+                .clone()
+                .or_else(|| config.options.pid_file.as_ref().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PID_FILE)),
+            status_socket: status_socket(config),
+            only_ipv4: cli.only_ipv4,
+            lookup: cli.lookup,
+            pcap_file: cli.pcap_file.clone(),
+            cli: cli.clone(),
+        })
+    }
+}
+
+fn log_targets(cli: &Cli, config: &Config) -> LogTargets {
+    LogTargets {
+        file: cli
+            .logfile
+            .clone()
+            .or_else(|| config.options.log_file.as_ref().map(PathBuf::from)),
+        syslog: config.options.use_syslog,
+        verbose: cli.verbose,
+        debug: cli.debug,
+    }
+}
+
+/// The status socket a configuration names.
+pub fn status_socket(config: &Config) -> PathBuf {
+    PathBuf::from(
+        config
+            .options
+            .status_socket
+            .as_deref()
+            .unwrap_or(status::DEFAULT_SOCKET),
+    )
+}
+
+/// The command line's entry point; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    if cli.print_example {
+        print!("{EXAMPLE_CONFIG}");
+        return 0;
+    }
+    let source = source_for(&cli);
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("knockd: {e}");
+            return 1;
+        }
+    };
+    if cli.status {
+        return match status::query(&status_socket(&config), false) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("knockd: {e}");
+                1
+            }
+        };
+    }
+    let settings = match Settings::new(&cli, source, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("knockd: {e}");
+            return 1;
+        }
+    };
+    let doors = match DoorSet::build(config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("knockd: {e}");
+            return 1;
+        }
+    };
+    if cli.check {
+        print!("{}", summary(&settings, &doors));
+        return 0;
+    }
+    if settings.pcap_file.is_none()
+        && let Err(e) = settings.interfaces.check_exist()
+    {
+        eprintln!("knockd: {e}");
+        return 1;
+    }
+    let logger = match Logger::new(settings.log.clone()) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            eprintln!("knockd: {e}");
+            return 1;
+        }
+    };
+    let mut daemonized = None;
+    let mut _pidfile = None;
+    if cli.daemon {
+        match lifecycle::daemonize() {
+            Ok(d) => daemonized = Some(d),
+            Err(e) => {
+                eprintln!("knockd: cannot daemonize: {e}");
+                return 1;
+            }
+        }
+        match PidFile::create(&settings.pidfile) {
+            Ok(p) => _pidfile = Some(p),
+            Err(e) => {
+                fail(&logger, daemonized.as_mut(), &e.to_string());
+                return 1;
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            fail(
+                &logger,
+                daemonized.as_mut(),
+                &format!("cannot start the runtime: {e}"),
+            );
+            return 1;
+        }
+    };
+    let result = runtime.block_on(run(
+        settings,
+        doors,
+        Arc::clone(&logger),
+        daemonized.as_mut(),
+    ));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            fail(&logger, daemonized.as_mut(), &e);
+            1
+        }
+    }
+}
+
+fn fail(logger: &Logger, daemonized: Option<&mut Daemonized>, msg: &str) {
+    logger.error(msg);
+    if let Some(d) = daemonized {
+        d.failed(msg);
+    }
+}
+
+/// `--check`: what the configuration says, door by door.
+pub fn summary(settings: &Settings, doors: &DoorSet) -> String {
+    let mut s = format!(
+        "{}: OK, {} door(s), listening on {}\n",
+        settings.source.name(),
+        doors.config.doors.len(),
+        settings.interfaces
+    );
+    for d in &doors.config.doors {
+        s.push_str(&format!("  [{}] {}", d.name, d.trigger));
+        if !d.tcp_flags.is_any() {
+            s.push_str(&format!(", tcpflags {}", d.tcp_flags));
+        }
+        if !d.open.is_empty() {
+            let open: Vec<String> = d.open.iter().map(ToString::to_string).collect();
+            s.push_str(&format!(
+                ", opens {} for {} s",
+                open.join(","),
+                d.open_timeout
+            ));
+        }
+        if let Some(c) = &d.start_command {
+            s.push_str(&format!(", runs: {c}"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Counters of the packet path.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    seen: u64,
+    matched: u64,
+    not_knock: u64,
+    malformed: u64,
+    refused: u64,
+}
+
+/// Where frames come from.
+enum Input {
+    Live(LiveCapture),
+    File(FileCapture),
+}
+
+struct Daemon {
+    settings: Settings,
+    logger: Arc<Logger>,
+    doors: DoorSet,
+    matcher: Matcher,
+    runner: Runner,
+    addrs: Arc<LocalAddrs>,
+    names: Option<Names>,
+    counters: Counters,
+    outcomes: Vec<Outcome>,
+    epoch: Instant,
+    started: Instant,
+}
+
+fn build_matcher(doors: &DoorSet) -> Result<Matcher, String> {
+    let capacity = doors
+        .config
+        .options
+        .state_capacity
+        .unwrap_or(DEFAULT_CAPACITY);
+    Matcher::new(doors.rules.clone(), capacity).map_err(|e| {
+        // The matcher numbers doors; say which configuration door that is.
+        let msg = e.to_string();
+        match msg.strip_prefix("door ").and_then(|r| r.split_once(':')) {
+            Some((n, rest)) => match n.parse::<usize>().ok().and_then(|m| doors.door(m)) {
+                Some(d) => format!("door [{}]:{rest}", d.name),
+                None => msg,
+            },
+            None => msg,
+        }
+    })
+}
+
+/// Runs the daemon until SIGTERM/SIGINT, or until a pcap file is read to its end.
+async fn run(
+    settings: Settings,
+    doors: DoorSet,
+    logger: Arc<Logger>,
+    mut daemonized: Option<&mut Daemonized>,
+) -> Result<(), String> {
+    let matcher = build_matcher(&doors)?;
+    let watches = doors::watches(&doors, matcher.watched());
+    let addrs = LocalAddrs::new(settings.interfaces.clone())
+        .map_err(|e| format!("cannot read the addresses of {}: {e}", settings.interfaces))?;
+    let _refresher = addrs.spawn_refresher(ADDR_REFRESH);
+    let mut input = match &settings.pcap_file {
+        Some(path) => Input::File(
+            FileCapture::open(path, &watches, settings.only_ipv4).map_err(|e| e.to_string())?,
+        ),
+        None => {
+            let cfg = CaptureConfig {
+                ipv4_only: settings.only_ipv4,
+                ..CaptureConfig::default()
+            };
+            Input::Live(
+                LiveCapture::open(&settings.interfaces, &watches, &cfg)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+    };
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signals: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signals: {e}"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("signals: {e}"))?;
+    let status_listener = match status::bind(&settings.status_socket) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            logger.error(&format!("{e}; knockd --status will not answer"));
+            None
+        }
+    };
+    let _socket_file = status_listener
+        .as_ref()
+        .map(|_| status::SocketFile(settings.status_socket.clone()));
+
+    let mut d = Daemon {
+        names: settings.lookup.then(Names::new),
+        settings,
+        runner: Runner::new(Arc::clone(&logger)),
+        logger,
+        doors,
+        matcher,
+        addrs,
+        counters: Counters::default(),
+        outcomes: Vec::with_capacity(16),
+        epoch: Instant::now(),
+        started: Instant::now(),
+    };
+    d.announce();
+    d.lint();
+    if let Some(dz) = daemonized.as_mut() {
+        dz.ready();
+    }
+
+    let mut expiry = tokio::time::interval(EXPIRY_TICK);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = term.recv() => break Ok(()),
+            _ = int.recv() => break Ok(()),
+            _ = hup.recv() => d.reload(&mut input),
+            frame = next_frame(&mut input) => match frame {
+                Ok(Some(f)) => d.on_frame(&f, matches!(input, Input::File(_))),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            },
+            _ = expiry.tick() => d.expire(),
+            conn = accept(status_listener.as_ref()) => {
+                if let Some(stream) = conn {
+                    let snap = d.snapshot(&mut input);
+                    tokio::spawn(status_reply(stream, snap));
+                }
+            }
+        }
+    };
+    d.logger.log("shutting down");
+    if !d.runner.shutdown().await {
+        d.logger
+            .error("some commands were still running when knockd exited");
+    }
+    result
+}
+
+async fn next_frame(input: &mut Input) -> Result<Option<Frame>, String> {
+    match input {
+        Input::Live(c) => c.next_frame().await.map(Some).map_err(|e| e.to_string()),
+        Input::File(f) => f.next().transpose().map_err(|e| e.to_string()),
+    }
+}
+
+async fn accept(listener: Option<&tokio::net::UnixListener>) -> Option<tokio::net::UnixStream> {
+    match listener {
+        Some(l) => l.accept().await.ok().map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+async fn status_reply(mut stream: tokio::net::UnixStream, snap: Snapshot) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut line = String::new();
+    let (r, mut w) = stream.split();
+    let mut reader = BufReader::new(r);
+    let read = tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line)).await;
+    let body = match read {
+        Ok(Ok(_)) if line.trim() == "json" => snap.to_json() + "\n",
+        _ => snap.to_text(),
+    };
+    let _ = w.write_all(body.as_bytes()).await;
+    let _ = w.shutdown().await;
+}
+
+impl Daemon {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn who(&self, ip: IpAddr) -> String {
+        match &self.names {
+            Some(n) => n.display(ip),
+            None => ip.to_string(),
+        }
+    }
+
+    fn door_name(&self, m: usize) -> &str {
+        self.doors.door(m).map_or("?", |d| d.name.as_str())
+    }
+
+    /// Warnings about weak static doors (startup and reload).
+    fn lint(&self) {
+        let listening = crate::listening::listening();
+        for door in &self.doors.config.doors {
+            for w in knock_core::lint::check_door(door, &|k| listening.contains(&k)) {
+                self.logger.warn(&w.to_string());
+            }
+        }
+    }
+
+    /// Startup lines: knockd's, and for the built-in example how to knock it.
+    fn announce(&self) {
+        let ifs = self.settings.interfaces.to_string();
+        self.logger.verbose(&format!("listening on {ifs}..."));
+        self.logger.log(&format!("starting up, listening on {ifs}"));
+        if self.settings.source == Source::Example {
+            let addr = self
+                .addrs
+                .snapshot()
+                .iter()
+                .find(|a| a.is_ipv4())
+                .map_or_else(|| "<this host>".to_string(), |a| a.to_string());
+            let ports: Vec<String> = self
+                .doors
+                .rules
+                .first()
+                .and_then(|r| match &r.pattern {
+                    Pattern::Fixed(seq) => Some(seq.iter().map(|k| k.port.to_string()).collect()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            println!(
+                "knockd: no -c and no {DEFAULT_CONFIG}: running the built-in example door [example] on {ifs}.\n\
+                 knockd: knock it from another terminal with:  knock {addr} {}\n\
+                 knockd: (knockd --print-example shows its configuration; Ctrl-C stops)",
+                ports.join(" ")
+            );
+        }
+    }
+
+    fn on_frame(&mut self, frame: &Frame, from_file: bool) {
+        self.counters.seen += 1;
+        let pkt = match frame.decode() {
+            Ok(p) => p,
+            Err(e) if e.is_not_knock() => {
+                self.counters.not_knock += 1;
+                return;
+            }
+            Err(e) => {
+                self.counters.malformed += 1;
+                if self.logger.is_debug() {
+                    self.logger.debug(&format!(
+                        "{}: undecodable frame on {}: {e}",
+                        debug_stamp(),
+                        frame.iface
+                    ));
+                }
+                return;
+            }
+        };
+        if self.settings.only_ipv4 && pkt.src.is_ipv6() {
+            return;
+        }
+        if self.logger.is_debug() {
+            self.logger.debug(&format!(
+                "{}: {}: {}:{} -> {}:{} {} bytes",
+                debug_stamp(),
+                pkt.proto,
+                pkt.src,
+                pkt.src_port,
+                pkt.dst,
+                pkt.dst_port,
+                frame.wire_len
+            ));
+        }
+        let now_ms = if from_file {
+            frame.ts.as_millis() as u64
+        } else {
+            self.now_ms()
+        };
+        let unix_secs = if from_file {
+            frame.ts.as_secs()
+        } else {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        self.on_packet(&pkt, now_ms, unix_secs, from_file);
+    }
+
+    fn on_packet(&mut self, pkt: &Packet<'_>, now_ms: u64, unix_secs: u64, from_file: bool) {
+        let knock = Knock::new(pkt.dst_port, pkt.proto);
+        if !self.matcher.watches(knock) {
+            return;
+        }
+        self.counters.matched += 1;
+        // Offline (pcap file) there are no interface addresses to compare with: every
+        // destination counts as local.
+        let dst_is_local = from_file || self.addrs.is_local_or_refresh(pkt.dst);
+        let ev = Event {
+            now_ms,
+            unix_secs,
+            src: pkt.src,
+            dst: pkt.dst,
+            dst_is_local,
+            knock,
+            tcp_flags: pkt.tcp_flags,
+        };
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        self.matcher.process(&ev, &mut outcomes);
+        for o in outcomes.drain(..) {
+            self.on_outcome(o);
+        }
+        self.outcomes = outcomes;
+    }
+
+    fn expire(&mut self) {
+        let now = self.now_ms();
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        self.matcher.expire(now, &mut outcomes);
+        for o in outcomes.drain(..) {
+            self.on_outcome(o);
+        }
+        self.outcomes = outcomes;
+    }
+
+    fn on_outcome(&mut self, o: Outcome) {
+        match o {
+            Outcome::Stage { src, door, stage } => {
+                let line = format!("{}: {}: Stage {stage}", self.who(src), self.door_name(door));
+                self.logger.limited(&line);
+            }
+            Outcome::Timeout { src, door, stage } => {
+                let line = format!(
+                    "{}: {}: sequence timeout (stage {stage})",
+                    self.who(src),
+                    self.door_name(door)
+                );
+                self.logger.limited(&line);
+            }
+            Outcome::Replay { src, door } => {
+                self.logger.log(&format!(
+                    "{}: {}: sequence already used by another source in this time step, refused",
+                    self.who(src),
+                    self.door_name(door)
+                ));
+            }
+            Outcome::Open { src, door } => self.open(src, door),
+        }
+    }
+
+    /// A completed knock: log, run the door's commands, move one-time sequences on.
+    fn open(&mut self, src: IpAddr, m: usize) {
+        let Some(door) = self.doors.door(m).cloned() else {
+            return;
+        };
+        self.logger
+            .log(&format!("{}: {}: OPEN SESAME", self.who(src), door.name));
+        let ip = src.to_string();
+        let vars = [("IP", ip.as_str())];
+        let v6 = src.is_ipv6();
+        let job = Job {
+            door: door.name.clone(),
+            src,
+            start: door
+                .start_command_for(v6)
+                .map(|c| config::expand_command(c, &vars)),
+            stop: door
+                .stop_command_for(v6)
+                .map(|c| config::expand_command(c, &vars)),
+            cmd_timeout: Duration::from_secs(door.cmd_timeout),
+        };
+        match self.runner.launch(job) {
+            Ok(()) => {}
+            Err(Refused::Cooldown) => {
+                self.counters.refused += 1;
+                self.logger.log(&format!(
+                    "{ip}: {}: completed again within {} s, command not rerun",
+                    door.name,
+                    crate::actions::COOLDOWN.as_secs()
+                ));
+            }
+            Err(Refused::Busy) => {
+                self.counters.refused += 1;
+                self.logger.limited(&format!(
+                    "{ip}: {}: too many commands in flight, command not run",
+                    door.name
+                ));
+            }
+            Err(Refused::ShuttingDown) => {}
+        }
+        if let Trigger::OneTime { file } = &door.trigger {
+            self.next_onetime(m, &door.name, file);
+        }
+    }
+
+    fn next_onetime(&mut self, m: usize, name: &str, file: &str) {
+        let pattern = match doors::consume_onetime(file) {
+            Ok(Some(seq)) => Pattern::Fixed(seq),
+            Ok(None) => {
+                self.logger.log(&format!(
+                    "no more sequences left in the one time sequences file for door {name} --> disabling the door"
+                ));
+                Pattern::Disabled
+            }
+            Err(e) => {
+                self.logger
+                    .error(&format!("door {name}: {e} --> disabling the door"));
+                Pattern::Disabled
+            }
+        };
+        if let Some(rule) = self.doors.rules.get_mut(m) {
+            rule.pattern = pattern.clone();
+        }
+        if let Err(e) = self.matcher.set_pattern(m, pattern) {
+            self.logger.error(&format!("door {name}: {e}"));
+        }
+    }
+
+    /// SIGHUP: re-read the configuration; keep the running one if the new one is bad.
+    fn reload(&mut self, input: &mut Input) {
+        let name = self.settings.source.name();
+        self.logger.log(&format!("re-reading config file: {name}"));
+        let new = self
+            .settings
+            .source
+            .load()
+            .and_then(DoorSet::build)
+            .and_then(|doors| build_matcher(&doors).map(|m| (doors, m)));
+        let (doors, matcher) = match new {
+            Ok(x) => x,
+            Err(e) => {
+                self.logger
+                    .error(&format!("{e}; keeping the running configuration"));
+                // The log file is reopened all the same (log rotation sends SIGHUP).
+                if let Err(e) = self.logger.reconfigure(self.settings.log.clone()) {
+                    self.logger.error(&e.to_string());
+                }
+                return;
+            }
+        };
+        let watches = doors::watches(&doors, matcher.watched());
+        if let Input::Live(c) = input
+            && let Err(e) = c.set_filter(&watches, self.settings.only_ipv4)
+        {
+            self.logger
+                .error(&format!("{e}; keeping the running configuration"));
+            return;
+        }
+        let targets = log_targets(&self.settings.cli, &doors.config);
+        if let Err(e) = self.logger.reconfigure(targets.clone()) {
+            self.logger.error(&e.to_string());
+        } else {
+            self.settings.log = targets;
+        }
+        if doors.config.options.interface.is_some()
+            && doors.config.options.interface != self.doors.config.options.interface
+        {
+            self.logger
+                .log("the Interface option changed: restart knockd to listen elsewhere");
+        }
+        self.doors = doors;
+        self.matcher = matcher;
+        self.lint();
+    }
+
+    fn snapshot(&self, input: &mut Input) -> Snapshot {
+        let m = self.matcher.stats();
+        let (mut received, mut dropped, mut if_dropped) = (0, 0, 0);
+        if let Input::Live(c) = input
+            && let Ok(stats) = c.stats()
+        {
+            for s in stats {
+                received += u64::from(s.received);
+                dropped += u64::from(s.dropped);
+                if_dropped += u64::from(s.if_dropped);
+            }
+        }
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config: self.settings.source.name(),
+            interfaces: self.settings.interfaces.to_string(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            doors: self.doors.config.doors.len(),
+            packets_seen: self.counters.seen,
+            packets_matched: self.counters.matched,
+            packets_not_knock: self.counters.not_knock,
+            packets_malformed: self.counters.malformed,
+            attempts_tracked: m.tracked,
+            attempts_capacity: m.capacity,
+            attempts_table_bytes: m.table_bytes,
+            evictions: m.evictions,
+            completions: m.completions,
+            timeouts: m.timeouts,
+            replays: m.replays,
+            commands_in_flight: self.runner.in_flight(),
+            commands_refused: self.counters.refused,
+            spa_accepted: 0,
+            spa_rejected: 0,
+            capture_received: received,
+            capture_dropped: dropped,
+            capture_if_dropped: if_dropped,
+            grants: Vec::new(),
+        }
+    }
+}
