@@ -46,8 +46,8 @@ struct Cli {
     #[arg(long, value_enum, default_value = "both")]
     daemon: Which,
 
-    /// Flood rate: packets per second, "max" (as fast as the generator goes) or "auto" (80% of
-    /// the generator's rate measured alone)
+    /// Flood rate: packets per second, "max" (as fast as the generator goes) or "auto" (half
+    /// the generator's rate measured alone, at least 100,000 if it can do 125,000)
     #[arg(long, value_name = "PPS|max|auto")]
     rate: Option<String>,
 
@@ -201,6 +201,14 @@ fn parse_rate(s: &str) -> Result<RateSpec, String> {
     }
 }
 
+/// The "auto" flood rate from the generator's rate alone: half of it (a daemon's capture
+/// socket makes each packet dearer for the sender, and the daemon needs a core), but at least
+/// 100,000 packets/s when the generator can do 125% of that; rounded down to 10,000.
+fn auto_rate(alone: f64) -> u64 {
+    let r = (alone * 0.5).max(100_000f64.min(alone * 0.8));
+    ((r / 10_000.0).floor() as u64 * 10_000).max(1000)
+}
+
 /// The scenarios to run, each with its rate spec.
 fn scenarios(cli: &Cli) -> Result<Vec<(Scenario, RateSpec)>, String> {
     let ports = parse_ports(&cli.sequence)?;
@@ -349,9 +357,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
         sc.rate = match spec {
             RateSpec::Fixed(r) => Some(r),
             RateSpec::Max => None,
-            RateSpec::Auto => {
-                generator_alone.map(|g| ((g * 0.8 / 10_000.0).floor() as u64 * 10_000).max(1000))
-            }
+            RateSpec::Auto => generator_alone.map(auto_rate),
         };
         if verbose {
             eprintln!("scenario {}", sc.describe());
@@ -492,6 +498,14 @@ mod tests {
         assert_eq!(c[0].1, RateSpec::Fixed(50_000));
         assert_eq!(c[0].0.transport, Transport::Udp);
         assert_eq!(c[0].0.v6_percent, 100);
+    }
+
+    #[test]
+    fn auto_rates() {
+        assert_eq!(auto_rate(419_645.0), 200_000);
+        assert_eq!(auto_rate(180_000.0), 100_000);
+        assert_eq!(auto_rate(100_000.0), 80_000);
+        assert_eq!(auto_rate(1000.0), 1000);
     }
 
     #[test]
