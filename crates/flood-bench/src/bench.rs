@@ -642,10 +642,15 @@ pub fn run(d: &Daemon, sc: &Scenario, verbose: bool) -> Result<RunResult, String
             legit_stop.store(true, Ordering::Relaxed);
             let _ = gen_h.join();
             let _ = legit_h.join();
+            let log = std::fs::read_to_string(&running.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
             return err(format!(
-                "{} exited during the flood ({st}); output:\n{}",
+                "{} exited during the flood ({st}) after {:.1} s; output:\n{}\nlast lines of its log:\n{}",
                 d.kind.label(),
-                running.guard.log()
+                t.as_secs_f64(),
+                running.guard.log(),
+                tail.join("\n")
             ));
         }
         if !mid_done && t >= mid {

@@ -207,7 +207,7 @@ fn rows(results: &[&RunResult]) -> Vec<Row> {
         &|r| mb(r.hwm_kb),
         match (knockd, ours) {
             (Some(k), Some(o)) if o.hwm_kb > 0 => {
-                format!("{:.2}x", o.hwm_kb as f64 / k.hwm_kb.max(1) as f64)
+                format!("{:.2}x knockd's", o.hwm_kb as f64 / k.hwm_kb.max(1) as f64)
             }
             _ => String::new(),
         },
