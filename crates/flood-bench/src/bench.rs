@@ -898,6 +898,22 @@ mod tests {
         assert_eq!(count_flood_stage1(log), 2);
     }
 
+    /// Root only: the generator's frames reach the server namespace and its TCP/UDP stack
+    /// counts them without checksum errors (IPv4 and IPv6 mixed).
+    #[test]
+    fn generator_reaches_the_server_intact() {
+        if !netns_testkit::require_root() {
+            return;
+        }
+        for t in [Transport::TcpSyn, Transport::Udp] {
+            let mut s = sc(t);
+            s.v6_percent = 50;
+            s.distinct = Distinct::Cycle(1000);
+            let st = calibrate(&s, Duration::from_millis(300)).unwrap();
+            assert!(st.sent >= 1000, "{t:?}: only {} packets sent", st.sent);
+        }
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(sh_quote(Path::new("/a b/c")).unwrap(), "'/a b/c'");

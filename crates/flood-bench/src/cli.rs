@@ -408,8 +408,10 @@ fn run(cli: &Cli) -> Result<bool, String> {
             }
         }
     }
-    for g in report::goals(&done) {
-        println!("goal: {g}");
+    if !cli.smoke {
+        for g in report::goals(&done) {
+            println!("goal: {g}");
+        }
     }
     if let Some(p) = &cli.json {
         std::fs::write(p, report::json(&done, generator_alone).render())
