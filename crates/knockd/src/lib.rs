@@ -5,5 +5,6 @@
 
 pub mod actions;
 pub mod cli;
+pub mod grants;
 pub mod lifecycle;
 pub mod logging;
