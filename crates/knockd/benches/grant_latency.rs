@@ -72,7 +72,7 @@ fn main() {
     // The nft series first, while the set is small (the nft -i series polls a dump).
     let k = (n / 10).clamp(10, 300);
     // One nft process per grant.
-        let spawn: Vec<Duration> = ns
+    let spawn: Vec<Duration> = ns
         .run_in(|| {
             (0..k)
                 .map(|i| {
@@ -113,8 +113,11 @@ fn main() {
     for i in 0..k {
         let a = addr(45_000 + i);
         let t = Instant::now();
-        writeln!(stdin, "add element inet knockd grants4 {{ {a} . tcp . {PORT} timeout 600s }}")
-            .expect("write");
+        writeln!(
+            stdin,
+            "add element inet knockd grants4 {{ {a} . tcp . {PORT} timeout 600s }}"
+        )
+        .expect("write");
         stdin.flush().expect("flush");
         loop {
             if b.list().expect("list").iter().any(|g| g.addr == a) {
@@ -143,7 +146,11 @@ fn main() {
     report("netlink grant, new element (ack'd)", kernel);
     report("netlink grant, new element (caller sees)", caller);
     let listed = b.list().expect("list");
-    assert!(listed.len() >= n, "{} elements listed, {n} granted", listed.len());
+    assert!(
+        listed.len() >= n,
+        "{} elements listed, {n} granted",
+        listed.len()
+    );
 
     // Refreshes of the same elements (EEXIST, then DEL+NEW in one batch).
     let mut refresh = Vec::with_capacity(n);

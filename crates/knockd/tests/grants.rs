@@ -90,7 +90,8 @@ impl Echo {
                         let s2 = s.clone();
                         std::thread::spawn(move || {
                             c.set_nonblocking(false).unwrap();
-                            c.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                            c.set_read_timeout(Some(Duration::from_millis(100)))
+                                .unwrap();
                             let mut buf = [0u8; 256];
                             while !s2.load(Ordering::Relaxed) {
                                 match c.read(&mut buf) {
@@ -156,7 +157,10 @@ fn grant_opens_for_the_knocker_only_and_closes_by_itself() {
     eprintln!("grant latency {:?}", done.latency);
 
     assert!(can(&lab, 1, false, PORT), "client 1 during its grant");
-    assert!(cannot(&lab, 2, false, PORT), "client 2 during client 1's grant");
+    assert!(
+        cannot(&lab, 2, false, PORT),
+        "client 2 during client 1's grant"
+    );
     // A connection established during the grant...
     let server = SocketAddr::new(lab.server_ip(1, false), PORT);
     let mut session = lab
@@ -184,7 +188,10 @@ fn grant_opens_for_the_knocker_only_and_closes_by_itself() {
         gone >= Duration::from_millis(2800) && gone < Duration::from_millis(4000),
         "grant of 3 s disappeared after {gone:?}"
     );
-    assert!(cannot(&lab, 1, false, PORT), "client 1 after the grant expired");
+    assert!(
+        cannot(&lab, 1, false, PORT),
+        "client 1 after the grant expired"
+    );
     // The established session survives the end of the grant.
     echo_roundtrip(&mut session, b"after the grant").unwrap();
     b.teardown().unwrap();
@@ -209,9 +216,15 @@ fn regrant_refreshes_without_duplicates() {
         .build()
         .unwrap();
     let again = rt
-        .block_on(b.grant_async(c1, tcp(PORT), Duration::from_secs(10)).unwrap())
+        .block_on(
+            b.grant_async(c1, tcp(PORT), Duration::from_secs(10))
+                .unwrap(),
+        )
         .unwrap();
-    assert!(again.refreshed, "second grant must be reported as a refresh");
+    assert!(
+        again.refreshed,
+        "second grant must be reported as a refresh"
+    );
     let listed = b.list().unwrap();
     assert_eq!(listed.len(), 1, "no duplicate element: {listed:?}");
     assert_eq!(listed[0].timeout, Duration::from_secs(10));
@@ -246,8 +259,14 @@ fn ipv6_grants() {
     assert!(cannot(&lab, 1, true, PORT));
     let c1 = IpAddr::from(lab.client_v6(1));
     b.grant(c1, tcp(PORT), Duration::from_secs(30)).unwrap();
-    assert!(can(&lab, 1, true, PORT), "client 1 over IPv6 with a v6 grant");
-    assert!(cannot(&lab, 1, false, PORT), "the v6 grant does not open v4");
+    assert!(
+        can(&lab, 1, true, PORT),
+        "client 1 over IPv6 with a v6 grant"
+    );
+    assert!(
+        cannot(&lab, 1, false, PORT),
+        "the v6 grant does not open v4"
+    );
     assert!(cannot(&lab, 2, true, PORT), "client 2 over IPv6");
     let listed = b.list().unwrap();
     assert_eq!(listed.len(), 1);
@@ -282,7 +301,10 @@ fn reopen_adopts_the_table_and_keeps_grants() {
     // Start-up re-applies (and so does SIGHUP): grants are untouched.
     b.apply(&protecting(&[PORT])).unwrap();
     b.apply(&protecting(&[PORT])).unwrap();
-    assert_eq!(nft(lab.server(), "list chain inet knockd input"), chain_before);
+    assert_eq!(
+        nft(lab.server(), "list chain inet knockd input"),
+        chain_before
+    );
     let listed = b.list().unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     let left = listed[0].remaining;
@@ -293,7 +315,10 @@ fn reopen_adopts_the_table_and_keeps_grants() {
     );
     assert!(can(&lab, 1, false, PORT));
     // It still expires at the time set by the first run.
-    assert!(wait_until(Duration::from_secs(7), || b.list().unwrap().is_empty()));
+    assert!(wait_until(Duration::from_secs(7), || b
+        .list()
+        .unwrap()
+        .is_empty()));
     assert!(
         t0.elapsed() < Duration::from_millis(6000),
         "{:?}",
@@ -319,7 +344,10 @@ fn crash_helper() {
     if std::env::var("KNOCKD_GRANTS_CRASH_HELPER").is_err() {
         return;
     }
-    let addr: IpAddr = std::env::var("KNOCKD_GRANTS_ADDR").unwrap().parse().unwrap();
+    let addr: IpAddr = std::env::var("KNOCKD_GRANTS_ADDR")
+        .unwrap()
+        .parse()
+        .unwrap();
     let b = NftBackend::open(NftConfig::table("knockd")).unwrap();
     b.apply(&protecting(&[PORT])).unwrap();
     let d = b.grant(addr, tcp(PORT), Duration::from_secs(4)).unwrap();
@@ -350,7 +378,9 @@ fn kill_9_right_after_a_grant() {
             "--test-threads=1",
         ])
         .unwrap();
-    child.wait_for_line("GRANTED", Duration::from_secs(10)).unwrap();
+    child
+        .wait_for_line("GRANTED", Duration::from_secs(10))
+        .unwrap();
     let t0 = Instant::now();
     child.signal(libc::SIGKILL).unwrap();
     child.wait_timeout(Duration::from_secs(5)).unwrap();
@@ -358,7 +388,10 @@ fn kill_9_right_after_a_grant() {
     let b = open_in(lab.server(), NftConfig::table("knockd")).unwrap();
     assert_eq!(b.adopted(), Some(1));
     b.apply(&protecting(&[PORT])).unwrap();
-    assert!(wait_until(Duration::from_secs(6), || b.list().unwrap().is_empty()));
+    assert!(wait_until(Duration::from_secs(6), || b
+        .list()
+        .unwrap()
+        .is_empty()));
     let gone = t0.elapsed();
     assert!(gone < Duration::from_millis(4500), "expired after {gone:?}");
     assert!(cannot(&lab, 1, false, PORT), "closed once expired");
@@ -389,7 +422,10 @@ fn nft_chain_mode_inserts_into_a_user_chain() {
     let own = open_in(lab.server(), NftConfig::table("knockd")).unwrap();
     own.apply(&protecting(&[PORT])).unwrap();
     own.grant(c1, tcp(PORT), Duration::from_secs(30)).unwrap();
-    assert!(cannot(&lab, 1, false, PORT), "granted in own table, dropped by the user's");
+    assert!(
+        cannot(&lab, 1, false, PORT),
+        "granted in own table, dropped by the user's"
+    );
     own.remove().unwrap();
 
     let chain = NftChainRef {
@@ -418,20 +454,36 @@ fn nft_chain_mode_inserts_into_a_user_chain() {
         .lines()
         .find(|l| l.contains("# handle") && !l.contains("chain input"))
         .unwrap_or("");
-    assert!(first_rule.contains("jump knockd_input"), "jump first:\n{listing}");
+    assert!(
+        first_rule.contains("jump knockd_input"),
+        "jump first:\n{listing}"
+    );
     assert!(cannot(&lab, 1, false, PORT));
     let d = b.grant(c1, tcp(PORT), Duration::from_secs(30)).unwrap();
     assert!(!d.refreshed);
-    assert!(can(&lab, 1, false, PORT), "granted through the user's chain");
+    assert!(
+        can(&lab, 1, false, PORT),
+        "granted through the user's chain"
+    );
     assert!(cannot(&lab, 2, false, PORT), "client 2 still dropped");
     assert_eq!(b.list().unwrap().len(), 1);
     let sets = nft(lab.server(), "list sets inet");
-    assert!(sets.contains("knockd_grants4") && sets.contains("knockd_grants6"), "{sets}");
+    assert!(
+        sets.contains("knockd_grants4") && sets.contains("knockd_grants6"),
+        "{sets}"
+    );
 
     b.remove().unwrap();
     let after = nft(lab.server(), "list table inet filter");
-    assert!(!after.contains("knockd"), "knockd objects removed:\n{after}");
-    assert_eq!(after.matches("accept").count(), 3, "user rules intact:\n{after}");
+    assert!(
+        !after.contains("knockd"),
+        "knockd objects removed:\n{after}"
+    );
+    assert_eq!(
+        after.matches("accept").count(),
+        3,
+        "user rules intact:\n{after}"
+    );
 }
 
 /// `DAY HH:MM` of a zoned time, for a schedule line.
@@ -480,9 +532,18 @@ fn scheduled_doors_open_inside_their_window_only() {
     let table = nft(lab.server(), "list table inet knockd");
     eprintln!("{conf}\n{table}");
 
-    assert!(can(&lab, 1, false, 8081), "inside the window, from an allowed source");
-    assert!(can(&lab, 1, true, 8081), "inside the window, allowed IPv6 source");
-    assert!(cannot(&lab, 2, false, 8081), "inside the window, source not in from");
+    assert!(
+        can(&lab, 1, false, 8081),
+        "inside the window, from an allowed source"
+    );
+    assert!(
+        can(&lab, 1, true, 8081),
+        "inside the window, allowed IPv6 source"
+    );
+    assert!(
+        cannot(&lab, 2, false, 8081),
+        "inside the window, source not in from"
+    );
     assert!(cannot(&lab, 1, false, 8082), "outside the window");
     assert!(cannot(&lab, 2, false, 8082), "outside the window");
     assert!(cannot(&lab, 1, false, PORT), "knock door without a grant");
@@ -505,7 +566,10 @@ fn drop_net_admin() {
     }
     const V3: u32 = 0x2008_0522;
     const CAP_NET_ADMIN: u32 = 12;
-    let mut h = Header { version: V3, pid: 0 };
+    let mut h = Header {
+        version: V3,
+        pid: 0,
+    };
     let mut d = [Data::default(); 2];
     // SAFETY: capget/capset with valid v3 header and two data structs.
     unsafe {
@@ -544,7 +608,15 @@ fn clear_errors_when_nftables_cannot_be_used() {
     // As `nobody` through setpriv: nft itself says the same.
     let out = lab
         .server()
-        .output(&["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "nft", "list", "ruleset"])
+        .output(&[
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "nft",
+            "list",
+            "ruleset",
+        ])
         .unwrap();
     assert!(!out.status.success());
     assert!(
@@ -563,7 +635,11 @@ fn clear_errors_when_nftables_cannot_be_used() {
     // Grants before the ruleset exists.
     let b = open_in(lab.server(), NftConfig::table("knockd")).unwrap();
     let e = b
-        .grant("198.18.1.2".parse().unwrap(), tcp(PORT), Duration::from_secs(3))
+        .grant(
+            "198.18.1.2".parse().unwrap(),
+            tcp(PORT),
+            Duration::from_secs(3),
+        )
         .unwrap_err();
     assert!(matches!(e, NftError::NotApplied { .. }), "{e:?}");
     eprintln!("before apply: {e}");
@@ -583,9 +659,17 @@ fn clear_errors_when_nftables_cannot_be_used() {
     .unwrap();
     b.apply(&protecting(&[PORT])).unwrap();
     let e = b
-        .grant("2001:2::2".parse().unwrap(), tcp(PORT), Duration::from_secs(3))
+        .grant(
+            "2001:2::2".parse().unwrap(),
+            tcp(PORT),
+            Duration::from_secs(3),
+        )
         .unwrap_err();
     assert!(matches!(e, NftError::FamilyNotHandled { .. }), "{e:?}");
-    b.grant("198.18.1.2".parse().unwrap(), tcp(PORT), Duration::from_secs(3))
-        .unwrap();
+    b.grant(
+        "198.18.1.2".parse().unwrap(),
+        tcp(PORT),
+        Duration::from_secs(3),
+    )
+    .unwrap();
 }

@@ -72,7 +72,9 @@ pub enum NftError {
     },
 
     /// A zero timeout would make a permanent grant; refused.
-    #[error("refusing a grant of {proto_port} to {addr} with timeout {timeout_ms} ms (must be 1 ms .. {max_days} days)")]
+    #[error(
+        "refusing a grant of {proto_port} to {addr} with timeout {timeout_ms} ms (must be 1 ms .. {max_days} days)"
+    )]
     BadTimeout {
         addr: IpAddr,
         proto_port: ProtoPort,
@@ -81,7 +83,9 @@ pub enum NftError {
     },
 
     /// Too many requests are waiting for the nftables worker.
-    #[error("nftables worker busy: {pending} requests pending, grant of {proto_port} to {addr} dropped")]
+    #[error(
+        "nftables worker busy: {pending} requests pending, grant of {proto_port} to {addr} dropped"
+    )]
     Busy {
         addr: IpAddr,
         proto_port: ProtoPort,

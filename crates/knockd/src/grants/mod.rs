@@ -255,27 +255,33 @@ impl Worker {
             key: &key,
             timeout_ms: ms,
         };
-        // A fresh element: one batch. Already there: delete and re-add in one atomic batch,
-        // which restarts its timeout on every kernel (a plain re-add only does so since 6.12).
-        let mut refreshed = false;
-        let mut result = self.sock.batch(self.family, &table, &set, &[add]);
-        for _ in 0..3 {
+        let refresh = [
+            ElemOp::Del { key: &key },
+            ElemOp::Add {
+                key: &key,
+                timeout_ms: ms,
+            },
+        ];
+        // Look first: a batch the kernel refuses (EEXIST) is aborted, which costs
+        // milliseconds, while a lookup costs microseconds. A fresh element is one batch; an
+        // existing one is deleted and re-added in one atomic batch, which restarts its timeout
+        // on every kernel (a plain re-add only does so since Linux 6.12).
+        let mut refreshed = self.sock.get(self.family, &table, &set, &key)?.is_some();
+        let mut result = if refreshed {
+            self.sock.batch(self.family, &table, &set, &refresh)
+        } else {
+            self.sock.batch(self.family, &table, &set, &[add])
+        };
+        // Races with another writer or with the expiry: retry the other way.
+        for _ in 0..2 {
             match result {
                 Err(BatchError::Kernel {
                     errno: libc::EEXIST,
                     ..
-                }) => {
+                }) if !refreshed => {
                     refreshed = true;
-                    let ops = [
-                        ElemOp::Del { key: &key },
-                        ElemOp::Add {
-                            key: &key,
-                            timeout_ms: ms,
-                        },
-                    ];
-                    result = self.sock.batch(self.family, &table, &set, &ops);
+                    result = self.sock.batch(self.family, &table, &set, &refresh);
                 }
-                // Expired between the two batches: add it afresh.
                 Err(BatchError::Kernel {
                     errno: libc::ENOENT,
                     op: 0,
@@ -618,10 +624,7 @@ impl NftBackend {
     }
 
     /// [`NftBackend::apply`] for async code.
-    pub fn apply_async(
-        &self,
-        ruleset: &GrantRuleset,
-    ) -> Completion<()> {
+    pub fn apply_async(&self, ruleset: &GrantRuleset) -> Completion<()> {
         let rs = Box::new(ruleset.clone());
         self.call_async(move |r| Job::Apply(rs, r))
     }

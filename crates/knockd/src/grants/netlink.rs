@@ -113,7 +113,8 @@ impl MsgBuf {
     fn nest_begin(&mut self, ty: u16) -> usize {
         let at = self.buf.len();
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
         at
     }
 
@@ -215,10 +216,7 @@ pub(crate) fn build_batch(
             }
         }
     }
-    b.batch_marker(
-        NFNL_MSG_BATCH_END,
-        seq.wrapping_add(1 + ops.len() as u32),
-    );
+    b.batch_marker(NFNL_MSG_BATCH_END, seq.wrapping_add(1 + ops.len() as u32));
     (b, seqs)
 }
 
@@ -264,8 +262,7 @@ pub(crate) fn parse_elems(attrs_data: &[u8], out: &mut Vec<DumpedElem>) {
         if ty != NFTA_LIST_ELEM {
             continue;
         }
-        let Some(key) = find(elem, NFTA_SET_ELEM_KEY).and_then(|k| find(k, NFTA_DATA_VALUE))
-        else {
+        let Some(key) = find(elem, NFTA_SET_ELEM_KEY).and_then(|k| find(k, NFTA_DATA_VALUE)) else {
             continue;
         };
         out.push(DumpedElem {
@@ -557,6 +554,50 @@ impl NlSocket {
         }
     }
 
+    /// Looks one element up (`NFT_MSG_GETSETELEM` without dump: no transaction, so much
+    /// cheaper than a failing batch, whose abort costs milliseconds). `Ok(None)` if absent.
+    pub(crate) fn get(
+        &mut self,
+        family: u8,
+        table: &str,
+        set: &str,
+        key: &[u8],
+    ) -> Result<Option<DumpedElem>, NftError> {
+        self.drain();
+        let seq = self.next_seq(1);
+        let mut b = MsgBuf::default();
+        b.setelem(NFT_MSG_GETSETELEM, 0, seq, family, table, set, key, None);
+        let op = format!("lookup in set {set} of table {table}");
+        self.send(b.bytes())
+            .map_err(|e| NftError::io(format!("netlink {op}"), &e))?;
+        let mut out = Vec::new();
+        loop {
+            let n = self
+                .recv(false)
+                .map_err(|e| NftError::io(format!("netlink {op}"), &e))?;
+            for m in messages(&self.rbuf[..n]) {
+                if m.seq != seq {
+                    continue;
+                }
+                match m.ty {
+                    NLMSG_ERROR => {
+                        return match error_code(m.payload) {
+                            0 => Ok(out.pop()),
+                            libc::ENOENT => Ok(None),
+                            errno => Err(NftError::from_errno(&op, errno)),
+                        };
+                    }
+                    NLMSG_DONE => return Ok(out.pop()),
+                    _ => {
+                        if let Some(a) = m.payload.get(NFGENMSG_LEN..) {
+                            parse_elems(a, &mut out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Dumps the elements of `table`/`set`. `Ok(None)` if the set does not exist.
     pub(crate) fn dump(
         &mut self,
@@ -614,7 +655,10 @@ impl NlSocket {
 #[derive(Debug)]
 pub(crate) enum BatchError {
     /// Operation `op` (index in the ops slice; 0 for batch-wide refusals) got `errno`.
-    Kernel { op: usize, errno: i32 },
+    Kernel {
+        op: usize,
+        errno: i32,
+    },
     Io(io::Error),
 }
 
@@ -663,7 +707,10 @@ mod tests {
         let inner: Vec<_> = attrs(elem[0].1).collect();
         assert_eq!(inner[0].0, NFTA_SET_ELEM_KEY);
         assert_eq!(find(inner[0].1, NFTA_DATA_VALUE), Some(&key[..]));
-        assert_eq!(inner[1], (NFTA_SET_ELEM_TIMEOUT, &3000u64.to_be_bytes()[..]));
+        assert_eq!(
+            inner[1],
+            (NFTA_SET_ELEM_TIMEOUT, &3000u64.to_be_bytes()[..])
+        );
     }
 
     #[test]
@@ -673,7 +720,10 @@ mod tests {
         b.begin((10 << 8) | 12, 0, 7, 1, 0);
         b.attr_str(NFTA_SET_ELEM_LIST_TABLE, "knockd");
         let l = b.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-        for (k, t, x) in [(&[1u8, 2, 3, 4][..], 5000u64, 4000u64), (&[9u8; 24][..], 1, 0)] {
+        for (k, t, x) in [
+            (&[1u8, 2, 3, 4][..], 5000u64, 4000u64),
+            (&[9u8; 24][..], 1, 0),
+        ] {
             let e = b.nest_begin(NFTA_LIST_ELEM);
             let kk = b.nest_begin(NFTA_SET_ELEM_KEY);
             b.attr(NFTA_DATA_VALUE, k);

@@ -73,7 +73,11 @@ impl Nft {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // Enter the backend's namespace if this thread is elsewhere (it normally is not).
-        if let Some(ns) = self.netns.as_ref().filter(|_| current_netns_id() != self.netns_id) {
+        if let Some(ns) = self
+            .netns
+            .as_ref()
+            .filter(|_| current_netns_id() != self.netns_id)
+        {
             let fd = ns.as_raw_fd();
             // SAFETY: only setns(2), an async-signal-safe system call, runs between fork and
             // exec; `fd` stays open in the child until exec.
@@ -183,6 +187,9 @@ mod tests {
         let nft = Nft::new(PathBuf::from("/nonexistent/nft"));
         let e = nft.version().unwrap_err();
         assert!(matches!(e, NftError::NftMissing { .. }), "{e:?}");
-        assert!(e.to_string().contains("install the `nftables` package"), "{e}");
+        assert!(
+            e.to_string().contains("install the `nftables` package"),
+            "{e}"
+        );
     }
 }

@@ -218,7 +218,11 @@ pub fn kernel_slots(schedule: &Schedule, clock: &ScheduleClock) -> Vec<TimeSlot>
     let mut ivs: Vec<(i64, i64)> = Vec::new();
     for w in &schedule.windows {
         let (start, end) = (i64::from(w.start) * 60, i64::from(w.end) * 60);
-        let len = if w.wraps() { end + DAY - start } else { end - start };
+        let len = if w.wraps() {
+            end + DAY - start
+        } else {
+            end - start
+        };
         for d in 0..7i64 {
             if w.days & (1 << d) == 0 {
                 continue;
@@ -510,7 +514,12 @@ pub fn chain_rules(target: &Target, rs: &GrantRuleset) -> Vec<String> {
 /// The `nft -f` script that creates or updates knockd's objects without touching grant
 /// elements. `stale_jumps` are the handles of knockd jump rules already in the user chain
 /// (`Nft_Chain` mode): they are replaced by one fresh jump at the top.
-pub fn render_apply(target: &Target, rs: &GrantRuleset, set_size: u32, stale_jumps: &[u64]) -> String {
+pub fn render_apply(
+    target: &Target,
+    rs: &GrantRuleset,
+    set_size: u32,
+    stale_jumps: &[u64],
+) -> String {
     let n = target.names();
     let (f, t) = (&n.family, &n.table);
     let mut s = String::new();
@@ -519,10 +528,18 @@ pub fn render_apply(target: &Target, rs: &GrantRuleset, set_size: u32, stale_jum
         let _ = writeln!(s, "add table {f} {t}");
     }
     if let Some(set) = &n.set4 {
-        let _ = writeln!(s, "add set {f} {t} {set} {}", set_decl("ipv4_addr", set_size));
+        let _ = writeln!(
+            s,
+            "add set {f} {t} {set} {}",
+            set_decl("ipv4_addr", set_size)
+        );
     }
     if let Some(set) = &n.set6 {
-        let _ = writeln!(s, "add set {f} {t} {set} {}", set_decl("ipv6_addr", set_size));
+        let _ = writeln!(
+            s,
+            "add set {f} {t} {set} {}",
+            set_decl("ipv6_addr", set_size)
+        );
     }
     let p = &n.protected;
     let _ = writeln!(s, "add set {f} {t} {p} {PROTECTED_DECL}");
@@ -535,7 +552,8 @@ pub fn render_apply(target: &Target, rs: &GrantRuleset, set_size: u32, stale_jum
     match target {
         Target::Table { .. } => {
             // Re-create the base chain so its hook, priority and policy are always ours.
-            let def = format!("{{ type filter hook input priority {BASE_PRIORITY}; policy accept; }}");
+            let def =
+                format!("{{ type filter hook input priority {BASE_PRIORITY}; policy accept; }}");
             let _ = writeln!(s, "add chain {f} {t} {c} {def}");
             let _ = writeln!(s, "delete chain {f} {t} {c}");
             let _ = writeln!(s, "add chain {f} {t} {c} {def}");
@@ -552,7 +570,10 @@ pub fn render_apply(target: &Target, rs: &GrantRuleset, set_size: u32, stale_jum
         for h in stale_jumps {
             let _ = writeln!(s, "delete rule {f} {t} {uc} handle {h}");
         }
-        let _ = writeln!(s, "insert rule {f} {t} {uc} jump {c} comment \"{JUMP_COMMENT}\"");
+        let _ = writeln!(
+            s,
+            "insert rule {f} {t} {uc} jump {c} comment \"{JUMP_COMMENT}\""
+        );
     }
     s
 }
@@ -687,7 +708,16 @@ mod tests {
             "Mon 00:00-01:00; Mon 00:30-02:00",
             "Wed 12:00-11:59",
         ];
-        let offsets = [0, 3600, 7200, -5 * 3600, 19800, -12 * 3600, 14 * 3600, 5 * 3600 + 2700];
+        let offsets = [
+            0,
+            3600,
+            7200,
+            -5 * 3600,
+            19800,
+            -12 * 3600,
+            14 * 3600,
+            5 * 3600 + 2700,
+        ];
         let kernels = [0, -60, 300, -330];
         for s in scheds {
             for off in offsets {
@@ -784,7 +814,9 @@ mod tests {
         let plain = conf("[ssh]\n sequence = 1,2\n open = tcp/22\n");
         assert_eq!(GrantRuleset::from_config(&plain, &c).reapply_at, None);
         assert!(needs_grants(&plain));
-        assert!(!needs_grants(&conf("[x]\n sequence = 1,2\n command = true\n")));
+        assert!(!needs_grants(&conf(
+            "[x]\n sequence = 1,2\n command = true\n"
+        )));
     }
 
     #[test]
@@ -884,7 +916,9 @@ delete set ip filter knockd_protected
             &"meta nfproto ipv4 meta l4proto . th dport { udp . 53 } meta day \"Tuesday\" meta hour \"10:00\"-\"10:59:59\" accept comment \"knockd door [w]\"".to_string()
         ), "{rules:#?}");
         assert!(
-            rules.iter().any(|r| r.ends_with("comment \"knockd door [x_y]\"")),
+            rules
+                .iter()
+                .any(|r| r.ends_with("comment \"knockd door [x_y]\"")),
             "{rules:#?}"
         );
     }
