@@ -62,10 +62,7 @@ pub fn daemonize() -> io::Result<Daemonized> {
                 std::process::exit(0);
             }
             std::env::set_current_dir("/")?;
-            let null = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")?;
+            let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
             dup2_stdin(&null).map_err(io::Error::from)?;
             dup2_stdout(&null).map_err(io::Error::from)?;
             dup2_stderr(&null).map_err(io::Error::from)?;
@@ -89,10 +86,7 @@ impl PidFile {
     pub fn create(path: &Path) -> io::Result<PidFile> {
         let pid = std::process::id();
         fs::write(path, format!("{pid}\n")).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot write pid file {}: {e}", path.display()),
-            )
+            io::Error::new(e.kind(), format!("cannot write pid file {}: {e}", path.display()))
         })?;
         Ok(PidFile {
             path: path.to_path_buf(),
