@@ -192,8 +192,10 @@ fn grant_opens_for_the_knocker_only_and_closes_by_itself() {
         cannot(&lab, 1, false, PORT),
         "client 1 after the grant expired"
     );
-    // The established session survives the end of the grant.
+    // The established session survives the end of the grant, and a reload.
     echo_roundtrip(&mut session, b"after the grant").unwrap();
+    b.apply(&protecting(&[PORT])).unwrap();
+    echo_roundtrip(&mut session, b"after a reload").unwrap();
     b.teardown().unwrap();
 }
 
@@ -334,6 +336,27 @@ fn reopen_adopts_the_table_and_keeps_grants() {
     b.teardown().unwrap();
     // Nft_Cleanup was off: the table stays.
     assert!(nft(lab.server(), "list tables").contains("table inet knockd"));
+}
+
+#[test]
+fn a_flushed_ruleset_is_noticed_and_restored() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let _svc = lab.server().tcp_service(PORT).unwrap();
+    let b = open_in(lab.server(), NftConfig::table("knockd")).unwrap();
+    b.apply(&protecting(&[PORT])).unwrap();
+    assert!(b.verify().unwrap());
+    // A firewall reload that starts with `flush ruleset`.
+    nft(lab.server(), "flush ruleset");
+    assert!(!b.verify().unwrap(), "verify notices the missing table");
+    // The next grant loads the last ruleset again by itself.
+    let c1 = IpAddr::from(lab.client_v4(1));
+    b.grant(c1, tcp(PORT), Duration::from_secs(30)).unwrap();
+    assert!(b.verify().unwrap());
+    assert!(can(&lab, 1, false, PORT));
+    b.remove().unwrap();
 }
 
 /// `KNOCKD_GRANTS_CRASH_HELPER=1`: run as a separate process inside a lab by

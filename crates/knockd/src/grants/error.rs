@@ -92,6 +92,10 @@ pub enum NftError {
         pending: usize,
     },
 
+    /// A table/chain name or family that nft would not take.
+    #[error("bad nftables {what}: `{name}`")]
+    BadName { what: &'static str, name: String },
+
     /// The worker thread is gone (backend torn down, or it panicked).
     #[error("the nftables worker has stopped")]
     WorkerGone,

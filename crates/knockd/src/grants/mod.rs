@@ -102,6 +102,34 @@ impl NftConfig {
     }
 }
 
+/// Table, chain and family names must be plain nft identifiers (they go into scripts).
+fn check_names(target: &Target) -> Result<(), NftError> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.as_bytes()[0].is_ascii_alphabetic()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let (family, names): (&str, Vec<&str>) = match target {
+        Target::Table { name } => ("inet", vec![name]),
+        Target::UserChain(c) => (&c.family, vec![&c.table, &c.chain]),
+    };
+    if family_number(family).is_none() {
+        return Err(NftError::BadName {
+            what: "table family (inet, ip or ip6)",
+            name: family.to_string(),
+        });
+    }
+    match names.into_iter().find(|n| !ok(n)) {
+        Some(bad) => Err(NftError::BadName {
+            what: "table or chain name (letters, digits, _ and -)",
+            name: bad.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A live grant, as listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrantInfo {
@@ -169,6 +197,7 @@ enum Job {
     Apply(Box<GrantRuleset>, Reply<Result<(), NftError>>),
     Grant(GrantRequest, Reply<Result<GrantDone, NftError>>),
     List(Reply<Result<Vec<GrantInfo>, NftError>>),
+    Verify(Reply<Result<bool, NftError>>),
     Teardown(Reply<Result<(), NftError>>),
 }
 
@@ -180,6 +209,8 @@ struct Worker {
     names: Names,
     family: u8,
     set_size: u32,
+    /// The last ruleset applied, to re-create everything if someone removed it.
+    last: Option<GrantRuleset>,
 }
 
 impl Worker {
@@ -188,8 +219,9 @@ impl Worker {
             match job {
                 Job::Grant(req, reply) => {
                     pending.fetch_sub(1, Ordering::Relaxed);
-                    reply.send(self.grant(&req));
+                    reply.send(self.grant_healing(&req));
                 }
+                Job::Verify(reply) => reply.send(self.verify()),
                 Job::Apply(rs, reply) => reply.send(self.apply(&rs)),
                 Job::List(reply) => reply.send(self.list().map(Option::unwrap_or_default)),
                 Job::Teardown(reply) => {
@@ -198,6 +230,45 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// A grant; if knockd's sets are gone (`nft flush ruleset` by a firewall reload), loads
+    /// the last ruleset again and retries once.
+    fn grant_healing(&mut self, req: &GrantRequest) -> Result<GrantDone, NftError> {
+        match self.grant(req) {
+            Err(NftError::NotApplied { .. }) if self.last.is_some() => {
+                let rs = self.last.clone().unwrap_or_default();
+                self.apply(&rs)?;
+                self.grant(req)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether knockd's sets and chain are loaded (an admin's `nft flush ruleset` removes
+    /// them).
+    fn verify(&mut self) -> Result<bool, NftError> {
+        let sets: Vec<String> = [
+            self.names.set4.clone(),
+            self.names.set6.clone(),
+            Some(self.names.protected.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for set in sets {
+            if self
+                .sock
+                .dump(self.family, &self.names.table, &set)?
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
+        if let Target::UserChain(_) = &self.target {
+            return Ok(!self.user_jumps()?.is_empty());
+        }
+        Ok(true)
     }
 
     fn table_desc(&self) -> String {
@@ -360,8 +431,9 @@ impl Worker {
         let script = ruleset::render_apply(&self.target, rs, self.set_size, &jumps);
         self.nft
             .run(&["-f", "-"], Some(&script), &self.target.to_string())
-            .map(drop)
-            .map_err(|e| self.explain_apply_error(e))
+            .map_err(|e| self.explain_apply_error(e))?;
+        self.last = Some(rs.clone());
+        Ok(())
     }
 
     fn explain_apply_error(&self, e: NftError) -> NftError {
@@ -542,17 +614,15 @@ impl NftBackend {
     /// `Nft_Chain` chain exists), looks for grants of a previous run (see
     /// [`NftBackend::adopted`]) and starts the worker. Changes nothing in the kernel.
     pub fn open(cfg: NftConfig) -> Result<NftBackend, NftError> {
+        check_names(&cfg.target)?;
         let mut sock = NlSocket::open()?;
         sock.probe()?;
         let nft = Nft::new(cfg.nft_path.clone());
         let nft_version = nft.version()?;
         let names = cfg.target.names();
-        let family = family_number(&names.family).ok_or_else(|| NftError::NftFailed {
-            target: cfg.target.to_string(),
-            stderr: format!(
-                "unsupported table family `{}` (use inet, ip or ip6)",
-                names.family
-            ),
+        let family = family_number(&names.family).ok_or_else(|| NftError::BadName {
+            what: "table family (inet, ip or ip6)",
+            name: names.family.clone(),
         })?;
         let mut worker = Worker {
             sock,
@@ -561,6 +631,7 @@ impl NftBackend {
             names,
             family,
             set_size: cfg.set_size,
+            last: None,
         };
         worker.user_jumps()?;
         let adopted = worker.list()?.map(|g| g.len());
@@ -659,6 +730,14 @@ impl NftBackend {
         self.call_async(Job::List)
     }
 
+    /// Whether knockd's sets (and, in `Nft_Chain` mode, its jump rule) are in the kernel. A
+    /// firewall reload with `flush ruleset` removes them: call this now and then and
+    /// [`NftBackend::apply`] again when it says `false` (a grant that finds its set missing
+    /// re-applies the last ruleset by itself).
+    pub fn verify(&self) -> Result<bool, NftError> {
+        self.call(Job::Verify)
+    }
+
     /// Clean shutdown: with `Nft_Cleanup`, removes knockd's table (or, in `Nft_Chain` mode,
     /// its jump rule, chain and sets), and every grant with it; otherwise leaves everything
     /// in place (ports stay protected, grants expire on time, the next start adopts them).
@@ -698,5 +777,52 @@ impl Drop for NftBackend {
     /// on their own, ports stay protected).
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(
+            check_names(&Target::Table {
+                name: "knockd".into()
+            })
+            .is_ok()
+        );
+        let bad = check_names(&Target::Table {
+            name: "x; flush ruleset".into(),
+        })
+        .unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "bad nftables table or chain name (letters, digits, _ and -): `x; flush ruleset`"
+        );
+        let chain = |f: &str, t: &str, c: &str| {
+            check_names(&Target::UserChain(NftChainRef {
+                family: f.into(),
+                table: t.into(),
+                chain: c.into(),
+            }))
+        };
+        assert!(chain("inet", "filter", "input").is_ok());
+        assert!(chain("bridge", "filter", "input").is_err());
+        assert!(chain("ip", "filter", "in put").is_err());
+    }
+
+    #[test]
+    fn grant_info_text() {
+        let g = GrantInfo {
+            addr: "198.18.1.2".parse().unwrap(),
+            proto_port: ProtoPort {
+                proto: knock_core::proto::Protocol::Tcp,
+                port: 22,
+            },
+            timeout: Duration::from_secs(30),
+            remaining: Duration::from_millis(27_900),
+        };
+        assert_eq!(g.to_string(), "198.18.1.2 tcp/22 27s left (of 30s)");
     }
 }
