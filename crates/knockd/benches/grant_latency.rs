@@ -179,7 +179,7 @@ fn main() {
     report("netlink grant_async, awaited", asy);
 
     // A burst: queue everything, then wait (throughput of the worker).
-    let m = n.min(5000);
+    let m = n.min(knockd::grants::MAX_PENDING - 96);
     let t = Instant::now();
     let pending: Vec<_> = (0..m)
         .map(|i| b.grant_async(addr(30_000 + i), pp, timeout).expect("queue"))

@@ -102,6 +102,14 @@ impl NftConfig {
     }
 }
 
+/// A grant's timeout in whole milliseconds (the kernel's unit), rounded up and at least 1: a
+/// timeout of 0 would make nftables keep the element forever.
+fn grant_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
 /// Table, chain and family names must be plain nft identifiers (they go into scripts).
 fn check_names(target: &Target) -> Result<(), NftError> {
     let ok = |s: &str| {
@@ -296,7 +304,7 @@ impl Worker {
             });
         }
         // Round up to whole milliseconds (the kernel's unit); never 0 = "no timeout".
-        let ms = (req.timeout.as_micros().div_ceil(1000)) as u64;
+        let ms = grant_millis(req.timeout);
         let key = ruleset::element_key(addr, pp);
         let table = self.names.table.clone();
         let map_err = |w: &Worker, e: BatchError| -> NftError {
@@ -810,6 +818,13 @@ mod tests {
         assert!(chain("inet", "filter", "input").is_ok());
         assert!(chain("bridge", "filter", "input").is_err());
         assert!(chain("ip", "filter", "in put").is_err());
+    }
+
+    #[test]
+    fn millis_never_zero() {
+        assert_eq!(grant_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(grant_millis(Duration::from_micros(1500)), 2);
+        assert_eq!(grant_millis(Duration::from_secs(30)), 30_000);
     }
 
     #[test]
