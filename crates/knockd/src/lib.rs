@@ -11,7 +11,7 @@
 //! - [`lifecycle`]: daemon mode and pid file.
 //! - [`daemon`]: the wiring, signals and reloads; [`doors`]: config to matcher rules.
 //! - [`status`]: `knockd --status`; [`lookup`]: `-l` reverse names.
-//! - [`grants`]: nftables grants the kernel expires by itself.
+//! - [`grants`]: nftables grants the kernel expires by itself; [`spa`]: SPA doors' state.
 
 pub mod actions;
 pub mod capture;
@@ -25,4 +25,5 @@ pub mod lifecycle;
 pub mod listening;
 pub mod logging;
 pub mod lookup;
+pub mod spa;
 pub mod status;
