@@ -306,6 +306,8 @@ struct Daemon {
     outcomes: Vec<Outcome>,
     epoch: Instant,
     started: Instant,
+    /// A door's ports changed (one-time sequence): the kernel filter must be rebuilt.
+    refilter: bool,
 }
 
 fn build_matcher(doors: &DoorSet) -> Result<Matcher, String> {
@@ -380,6 +382,7 @@ async fn run(
         outcomes: Vec::with_capacity(16),
         epoch: Instant::now(),
         started: Instant::now(),
+        refilter: false,
     };
     d.announce();
     if let Some(dz) = daemonized.as_mut() {
@@ -395,7 +398,10 @@ async fn run(
             _ = int.recv() => break Ok(()),
             _ = hup.recv() => d.reload(&mut input),
             frame = next_frame(&mut input) => match frame {
-                Ok(Some(f)) => d.on_frame(&f, matches!(input, Input::File(_))),
+                Ok(Some(f)) => {
+                    d.on_frame(&f, matches!(input, Input::File(_)));
+                    d.refilter(&mut input);
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             },
@@ -666,6 +672,21 @@ impl Daemon {
         }
         if let Err(e) = self.matcher.set_pattern(m, pattern) {
             self.logger.error(&format!("door {name}: {e}"));
+        }
+        self.refilter = true;
+    }
+
+    /// Rebuilds the kernel filter after a door's ports changed, so the next one-time
+    /// sequence's ports reach the daemon.
+    fn refilter(&mut self, input: &mut Input) {
+        if !std::mem::take(&mut self.refilter) {
+            return;
+        }
+        if let Input::Live(c) = input {
+            let watches = doors::watches(&self.doors, self.matcher.watched());
+            if let Err(e) = c.set_filter(&watches, self.settings.only_ipv4) {
+                self.logger.error(&e.to_string());
+            }
         }
     }
 
