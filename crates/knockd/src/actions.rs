@@ -102,13 +102,23 @@ impl Runner {
     /// Starts a job in the background: the start command now, the stop command
     /// `cmd_timeout` after the start command returned.
     pub fn launch(&self, job: Job) -> Result<(), Refused> {
+        self.launch_with(job, true)
+    }
+
+    /// Like [`Runner::launch`] but without the [`COOLDOWN`]: for completions that cannot
+    /// repeat (each one-time sequence is used once).
+    pub fn launch_unthrottled(&self, job: Job) -> Result<(), Refused> {
+        self.launch_with(job, false)
+    }
+
+    fn launch_with(&self, job: Job, throttle: bool) -> Result<(), Refused> {
         if self.shutdown.is_cancelled() {
             return Err(Refused::ShuttingDown);
         }
         if job.start.is_none() && job.stop.is_none() {
             return Ok(());
         }
-        if !self.cooled_down(job.src, &job.door, Instant::now()) {
+        if throttle && !self.cooled_down(job.src, &job.door, Instant::now()) {
             return Err(Refused::Cooldown);
         }
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
@@ -277,6 +287,7 @@ mod tests {
         r.launch(job(&dir, "198.18.1.2", 1)).unwrap();
         assert_eq!(r.launch(job(&dir, "198.18.1.2", 1)), Err(Refused::Cooldown));
         r.launch(job(&dir, "198.18.1.3", 1)).unwrap();
+        r.launch_unthrottled(job(&dir, "198.18.1.2", 1)).unwrap();
         assert!(r.shutdown().await);
     }
 

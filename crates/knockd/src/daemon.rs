@@ -628,7 +628,14 @@ impl Daemon {
                 .map(|c| config::expand_command(c, &vars)),
             cmd_timeout: Duration::from_secs(door.cmd_timeout),
         };
-        match self.runner.launch(job) {
+        // Each one-time sequence is used once: its completions cannot be repeated to
+        // fork-bomb the host, so they are not subject to the cooldown.
+        let launched = if matches!(door.trigger, Trigger::OneTime { .. }) {
+            self.runner.launch_unthrottled(job)
+        } else {
+            self.runner.launch(job)
+        };
+        match launched {
             Ok(()) => {}
             Err(Refused::Cooldown) => {
                 self.counters.refused += 1;
