@@ -316,6 +316,8 @@ struct Daemon {
     grants: Option<NftBackend>,
     /// When the schedule conversion must be redone (DST), Unix seconds.
     reapply_at: Option<i64>,
+    /// A door's ports changed (one-time sequence): the kernel filter must be rebuilt.
+    refilter: bool,
 }
 
 /// Opens nftables and loads the ruleset when the configuration has doors with `open =`.
@@ -452,6 +454,7 @@ async fn run(
         spa,
         grants,
         reapply_at,
+        refilter: false,
     };
     d.announce();
     d.lint();
@@ -470,7 +473,10 @@ async fn run(
             _ = int.recv() => break Ok(()),
             _ = hup.recv() => d.reload(&mut input),
             frame = next_frame(&mut input) => match frame {
-                Ok(Some(f)) => d.on_frame(&f, matches!(input, Input::File(_))),
+                Ok(Some(f)) => {
+                    d.on_frame(&f, matches!(input, Input::File(_)));
+                    d.refilter(&mut input);
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             },
@@ -736,7 +742,9 @@ impl Daemon {
                 .stop_command_for(v6)
                 .map(|c| config::expand_command(c, &vars)),
             cmd_timeout: Duration::from_secs(door.cmd_timeout),
-            cooldown: true,
+            // Each one-time sequence is used once: its completions cannot be repeated to
+            // fork-bomb the host, so they are not subject to the cooldown.
+            cooldown: !matches!(door.trigger, Trigger::OneTime { .. }),
         };
         match self.runner.launch(job) {
             Ok(()) => {}
@@ -977,6 +985,21 @@ impl Daemon {
         }
         if let Err(e) = self.matcher.set_pattern(m, pattern) {
             self.logger.error(&format!("door {name}: {e}"));
+        }
+        self.refilter = true;
+    }
+
+    /// Rebuilds the kernel filter after a door's ports changed, so the next one-time
+    /// sequence's ports reach the daemon.
+    fn refilter(&mut self, input: &mut Input) {
+        if !std::mem::take(&mut self.refilter) {
+            return;
+        }
+        if let Input::Live(c) = input {
+            let watches = doors::watches(&self.doors, self.matcher.watched());
+            if let Err(e) = c.set_filter(&watches, self.settings.only_ipv4) {
+                self.logger.error(&e.to_string());
+            }
         }
     }
 
