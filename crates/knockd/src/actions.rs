@@ -40,6 +40,9 @@ pub struct Job {
     pub start: Option<String>,
     pub stop: Option<String>,
     pub cmd_timeout: Duration,
+    /// Subject to [`COOLDOWN`] (knocks); SPA requests are authenticated and never replayed,
+    /// so they are not.
+    pub cooldown: bool,
 }
 
 /// Why a job was not started.
@@ -108,7 +111,7 @@ impl Runner {
         if job.start.is_none() && job.stop.is_none() {
             return Ok(());
         }
-        if !self.cooled_down(job.src, &job.door, Instant::now()) {
+        if job.cooldown && !self.cooled_down(job.src, &job.door, Instant::now()) {
             return Err(Refused::Cooldown);
         }
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
@@ -224,6 +227,7 @@ mod tests {
             start: Some(format!("echo start >> {}/out; exit 3", dir.display())),
             stop: Some(format!("echo stop >> {}/out", dir.display())),
             cmd_timeout: Duration::from_millis(timeout_ms),
+            cooldown: true,
         }
     }
 
@@ -277,6 +281,9 @@ mod tests {
         r.launch(job(&dir, "198.18.1.2", 1)).unwrap();
         assert_eq!(r.launch(job(&dir, "198.18.1.2", 1)), Err(Refused::Cooldown));
         r.launch(job(&dir, "198.18.1.3", 1)).unwrap();
+        let mut unthrottled = job(&dir, "198.18.1.2", 1);
+        unthrottled.cooldown = false;
+        r.launch(unthrottled).unwrap();
         assert!(r.shutdown().await);
     }
 
@@ -295,6 +302,7 @@ mod tests {
             )),
             stop: None,
             cmd_timeout: Duration::ZERO,
+            cooldown: true,
         })
         .unwrap();
         assert!(r.shutdown().await);

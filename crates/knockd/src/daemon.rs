@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use knock_core::config::{self, Config, Trigger};
 use knock_core::matcher::{DEFAULT_CAPACITY, Event, Matcher, Outcome, Pattern};
 use knock_core::packet::Packet;
-use knock_core::proto::Knock;
+use knock_core::proto::{Knock, ProtoPort, Protocol};
+use knock_core::spa::Decision;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::actions::{Job, Refused, Runner};
@@ -17,16 +18,20 @@ use crate::capture::{CaptureConfig, FileCapture, Frame, Interfaces, LiveCapture}
 use crate::cli::{Cli, DEFAULT_CONFIG};
 use crate::doors::{self, DoorSet};
 use crate::example::{EXAMPLE_CONFIG, EXAMPLE_NAME};
+use crate::grants::{GrantRuleset, NftBackend, NftConfig, ScheduleClock, needs_grants};
 use crate::ifaddrs::LocalAddrs;
 use crate::lifecycle::{self, Daemonized, PidFile};
 use crate::logging::{LogTargets, Logger, debug_stamp};
 use crate::lookup::Names;
+use crate::spa::{SpaState, Verdict};
 use crate::status::{self, Snapshot};
 
 /// How often expired attempts are swept out of the table.
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
 /// How often the interfaces' addresses are re-read.
 const ADDR_REFRESH: Duration = Duration::from_secs(1);
+/// How often the nftables ruleset is checked (a firewall reload may have flushed it).
+const NFT_CHECK: Duration = Duration::from_secs(10);
 
 /// Where the configuration came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +311,48 @@ struct Daemon {
     outcomes: Vec<Outcome>,
     epoch: Instant,
     started: Instant,
+    spa: SpaState,
+    /// nftables, when some door has `open =` and nftables works.
+    grants: Option<NftBackend>,
+    /// When the schedule conversion must be redone (DST), Unix seconds.
+    reapply_at: Option<i64>,
+    /// A door's ports changed (one-time sequence): the kernel filter must be rebuilt.
+    refilter: bool,
+}
+
+/// Opens nftables and loads the ruleset when the configuration has doors with `open =`.
+fn open_grants(config: &Config) -> Result<Option<(NftBackend, GrantRuleset)>, String> {
+    if !needs_grants(config) {
+        return Ok(None);
+    }
+    let backend = NftBackend::open(NftConfig::from_config(config)).map_err(|e| e.to_string())?;
+    let ruleset = GrantRuleset::from_config(config, &ScheduleClock::system());
+    backend.apply(&ruleset).map_err(|e| e.to_string())?;
+    Ok(Some((backend, ruleset)))
+}
+
+/// nftables cannot be used: the doors whose `open =` needs it are refused (disabled), the
+/// others run.
+fn disable_grant_doors(
+    doors: &DoorSet,
+    matcher: &mut Matcher,
+    spa: &mut SpaState,
+    logger: &Logger,
+    why: &str,
+) {
+    for (i, door) in doors.config.doors.iter().enumerate() {
+        if door.open.is_empty() {
+            continue;
+        }
+        logger.error(&format!(
+            "door [{}] is disabled: its open = needs nftables, which cannot be used: {why}",
+            door.name
+        ));
+        if let Some(m) = doors.matched.iter().position(|&x| x == i) {
+            let _ = matcher.set_pattern(m, Pattern::Disabled);
+        }
+        spa.disable(i);
+    }
 }
 
 fn build_matcher(doors: &DoorSet) -> Result<Matcher, String> {
@@ -334,7 +381,31 @@ async fn run(
     logger: Arc<Logger>,
     mut daemonized: Option<&mut Daemonized>,
 ) -> Result<(), String> {
-    let matcher = build_matcher(&doors)?;
+    let mut matcher = build_matcher(&doors)?;
+    let mut spa = SpaState::build(&doors.config, &mut |w| logger.warn(&w))?;
+    if let Err(e) = spa.check_writable() {
+        logger.warn(&format!(
+            "{e}: SPA replays will not be remembered across restarts"
+        ));
+    }
+    let (grants, reapply_at) = match open_grants(&doors.config) {
+        Ok(Some((backend, ruleset))) => {
+            let names = backend.config().target.names();
+            let table = format!("{} {}", names.family, names.table);
+            match backend.adopted() {
+                Some(n) => logger.log(&format!(
+                    "nftables: adopted table {table} with {n} live grant(s)"
+                )),
+                None => logger.log(&format!("nftables: created table {table}")),
+            }
+            (Some(backend), ruleset.reapply_at)
+        }
+        Ok(None) => (None, None),
+        Err(e) => {
+            disable_grant_doors(&doors, &mut matcher, &mut spa, &logger, &e);
+            (None, None)
+        }
+    };
     let watches = doors::watches(&doors, matcher.watched());
     let addrs = LocalAddrs::new(settings.interfaces.clone())
         .map_err(|e| format!("cannot read the addresses of {}: {e}", settings.interfaces))?;
@@ -380,6 +451,10 @@ async fn run(
         outcomes: Vec::with_capacity(16),
         epoch: Instant::now(),
         started: Instant::now(),
+        spa,
+        grants,
+        reapply_at,
+        refilter: false,
     };
     d.announce();
     d.lint();
@@ -389,6 +464,8 @@ async fn run(
 
     let mut expiry = tokio::time::interval(EXPIRY_TICK);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut nft_check = tokio::time::interval(NFT_CHECK);
+    nft_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         tokio::select! {
             biased;
@@ -396,15 +473,20 @@ async fn run(
             _ = int.recv() => break Ok(()),
             _ = hup.recv() => d.reload(&mut input),
             frame = next_frame(&mut input) => match frame {
-                Ok(Some(f)) => d.on_frame(&f, matches!(input, Input::File(_))),
+                Ok(Some(f)) => {
+                    d.on_frame(&f, matches!(input, Input::File(_)));
+                    d.refilter(&mut input);
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             },
             _ = expiry.tick() => d.expire(),
+            _ = nft_check.tick() => d.check_grants(),
             conn = accept(status_listener.as_ref()) => {
                 if let Some(stream) = conn {
                     let snap = d.snapshot(&mut input);
-                    tokio::spawn(status_reply(stream, snap));
+                    let grants = d.grants.as_ref().map(NftBackend::list_async);
+                    tokio::spawn(status_reply(stream, snap, grants));
                 }
             }
         }
@@ -413,6 +495,11 @@ async fn run(
     if !d.runner.shutdown().await {
         d.logger
             .error("some commands were still running when knockd exited");
+    }
+    if let Some(backend) = d.grants.take()
+        && let Err(e) = backend.teardown()
+    {
+        d.logger.error(&format!("nftables: {e}"));
     }
     result
 }
@@ -431,8 +518,24 @@ async fn accept(listener: Option<&tokio::net::UnixListener>) -> Option<tokio::ne
     }
 }
 
-async fn status_reply(mut stream: tokio::net::UnixStream, snap: Snapshot) {
+async fn status_reply(
+    mut stream: tokio::net::UnixStream,
+    mut snap: Snapshot,
+    grants: Option<crate::grants::Completion<Vec<crate::grants::GrantInfo>>>,
+) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    if let Some(list) = grants
+        && let Ok(Ok(list)) = tokio::time::timeout(Duration::from_secs(2), list).await
+    {
+        snap.grants = list
+            .iter()
+            .map(|g| status::GrantLine {
+                address: g.addr.to_string(),
+                port: g.proto_port.to_string(),
+                seconds_left: g.remaining.as_secs(),
+            })
+            .collect();
+    }
     let mut line = String::new();
     let (r, mut w) = stream.split();
     let mut reader = BufReader::new(r);
@@ -553,13 +656,20 @@ impl Daemon {
 
     fn on_packet(&mut self, pkt: &Packet<'_>, now_ms: u64, unix_secs: u64, from_file: bool) {
         let knock = Knock::new(pkt.dst_port, pkt.proto);
+        let spa_port = pkt.proto == Protocol::Udp && self.spa.listens(pkt.dst_port);
+        if !spa_port && !self.matcher.watches(knock) {
+            return;
+        }
+        // Offline (pcap file) there are no interface addresses to compare with: every
+        // destination counts as local.
+        let dst_is_local = from_file || self.addrs.is_local_or_refresh(pkt.dst);
+        if spa_port && dst_is_local {
+            self.on_spa(pkt, unix_secs);
+        }
         if !self.matcher.watches(knock) {
             return;
         }
         self.counters.matched += 1;
-        // Offline (pcap file) there are no interface addresses to compare with: every
-        // destination counts as local.
-        let dst_is_local = from_file || self.addrs.is_local_or_refresh(pkt.dst);
         let ev = Event {
             now_ms,
             unix_secs,
@@ -632,6 +742,9 @@ impl Daemon {
                 .stop_command_for(v6)
                 .map(|c| config::expand_command(c, &vars)),
             cmd_timeout: Duration::from_secs(door.cmd_timeout),
+            // Each one-time sequence is used once: its completions cannot be repeated to
+            // fork-bomb the host, so they are not subject to the cooldown.
+            cooldown: !matches!(door.trigger, Trigger::OneTime { .. }),
         };
         match self.runner.launch(job) {
             Ok(()) => {}
@@ -652,9 +765,204 @@ impl Daemon {
             }
             Err(Refused::ShuttingDown) => {}
         }
+        self.grant(src, &door.name, &door.open, door.open_timeout);
         if let Trigger::OneTime { file } = &door.trigger {
             self.next_onetime(m, &door.name, file);
         }
+    }
+
+    /// Grants `ports` to `addr` for `timeout` seconds in nftables, off the packet path; the
+    /// result is logged when the kernel has it.
+    fn grant(&self, addr: IpAddr, door: &str, ports: &[ProtoPort], timeout: u64) {
+        let Some(backend) = &self.grants else {
+            return;
+        };
+        for &p in ports {
+            let who = self.who(addr);
+            let door = door.to_string();
+            let logger = Arc::clone(&self.logger);
+            match backend.grant_async(addr, p, Duration::from_secs(timeout)) {
+                Ok(pending) => {
+                    tokio::spawn(async move {
+                        match pending.await {
+                            Ok(done) => logger.log(&format!(
+                                "{who}: {door}: {} {p} for {timeout} s",
+                                if done.refreshed {
+                                    "refreshed grant of"
+                                } else {
+                                    "granted"
+                                }
+                            )),
+                            Err(e) => {
+                                logger.error(&format!("{who}: {door}: grant of {p} failed: {e}"))
+                            }
+                        }
+                    });
+                }
+                Err(e) => self
+                    .logger
+                    .error(&format!("{who}: {door}: grant of {p} failed: {e}")),
+            }
+        }
+    }
+
+    /// A datagram to an SPA port.
+    fn on_spa(&mut self, pkt: &Packet<'_>, unix_secs: u64) {
+        let verdict = self.spa.check(
+            &self.doors.config,
+            pkt.dst_port,
+            pkt.payload,
+            pkt.payload_complete,
+            pkt.src,
+            unix_secs,
+        );
+        let who = self.who(pkt.src);
+        let name = |i: usize| {
+            self.doors
+                .config
+                .doors
+                .get(i)
+                .map_or("?".to_string(), |d| d.name.clone())
+        };
+        match verdict {
+            Verdict::Rejected(e) => self
+                .logger
+                .limited(&format!("{who}: SPA packet rejected: {e}")),
+            Verdict::Incomplete => self.logger.limited(&format!(
+                "{who}: SPA packet cut short (fragmented or over the snap length), ignored"
+            )),
+            Verdict::Replayed { door } => self.logger.limited(&format!(
+                "{who}: {}: SPA packet replayed, refused",
+                name(door)
+            )),
+            Verdict::Refused { door, user, reason } => self.logger.log(&format!(
+                "{who}: {}: SPA request from user {user} refused: {reason}",
+                name(door)
+            )),
+            Verdict::Accepted {
+                door,
+                user,
+                decision,
+            } => self.spa_accepted(pkt.src, door, &user, decision),
+        }
+    }
+
+    fn spa_accepted(&mut self, src: IpAddr, index: usize, user: &str, decision: Decision) {
+        let Some(door) = self.doors.config.doors.get(index).cloned() else {
+            return;
+        };
+        let who = self.who(src);
+        match decision {
+            Decision::Access { ip, ports, timeout } => {
+                let list: Vec<String> = ports.iter().map(ToString::to_string).collect();
+                self.logger.log(&format!(
+                    "{who}: {}: SPA request from user {user}: OPEN SESAME for {ip} {} ({timeout} s)",
+                    door.name,
+                    list.join(",")
+                ));
+                if !door.open.is_empty() {
+                    self.grant(ip, &door.name, &ports, timeout);
+                }
+                self.spa_commands(&door, ip, &ports, timeout);
+            }
+            Decision::Command { ip, command } => {
+                self.logger.log(&format!(
+                    "{who}: {}: SPA request from user {user}: running the allowed command for {ip}",
+                    door.name
+                ));
+                let job = Job {
+                    door: door.name.clone(),
+                    src: ip,
+                    start: Some(command),
+                    stop: None,
+                    cmd_timeout: Duration::ZERO,
+                    cooldown: false,
+                };
+                if self.runner.launch(job).is_err() {
+                    self.counters.refused += 1;
+                }
+            }
+        }
+    }
+
+    /// An SPA door's start/stop commands: `%IP%`, `%PORT%`, `%PROTO%`, `%TIMEOUT%`; run once
+    /// per requested port when they use `%PORT%` or `%PROTO%`, else once. The stop command
+    /// runs when the granted time is over.
+    fn spa_commands(
+        &mut self,
+        door: &knock_core::config::Door,
+        ip: IpAddr,
+        ports: &[ProtoPort],
+        timeout: u64,
+    ) {
+        let v6 = ip.is_ipv6();
+        let (start, stop) = (door.start_command_for(v6), door.stop_command_for(v6));
+        if start.is_none() && stop.is_none() {
+            return;
+        }
+        let per_port = [start, stop]
+            .iter()
+            .flatten()
+            .any(|c| c.contains("%PORT%") || c.contains("%PROTO%"));
+        let ip_s = ip.to_string();
+        let t = timeout.to_string();
+        let all: Vec<String> = ports.iter().map(ToString::to_string).collect();
+        let all = all.join(",");
+        let runs: Vec<(String, String)> = if per_port {
+            ports
+                .iter()
+                .map(|p| (p.port.to_string(), p.proto.to_string()))
+                .collect()
+        } else {
+            vec![(all, String::new())]
+        };
+        for (port, proto) in runs {
+            let vars = [
+                ("IP", ip_s.as_str()),
+                ("PORT", port.as_str()),
+                ("PROTO", proto.as_str()),
+                ("TIMEOUT", t.as_str()),
+            ];
+            let job = Job {
+                door: door.name.clone(),
+                src: ip,
+                start: start.map(|c| config::expand_command(c, &vars)),
+                stop: stop.map(|c| config::expand_command(c, &vars)),
+                cmd_timeout: Duration::from_secs(timeout),
+                cooldown: false,
+            };
+            if self.runner.launch(job).is_err() {
+                self.counters.refused += 1;
+            }
+        }
+    }
+
+    /// Periodic nftables upkeep: restore a flushed ruleset; redo the schedule conversion after
+    /// a UTC offset change (DST).
+    fn check_grants(&mut self) {
+        let Some(backend) = &self.grants else {
+            return;
+        };
+        let dst_change = self
+            .reapply_at
+            .is_some_and(|t| crate::spa::unix_now() as i64 >= t);
+        let missing = matches!(backend.verify(), Ok(false));
+        if !(dst_change || missing) {
+            return;
+        }
+        let ruleset = GrantRuleset::from_config(&self.doors.config, &ScheduleClock::system());
+        self.reapply_at = ruleset.reapply_at;
+        if missing {
+            self.logger
+                .error("nftables: knockd's ruleset was removed (firewall reload?); restoring it");
+        }
+        let logger = Arc::clone(&self.logger);
+        let done = backend.apply_async(&ruleset);
+        tokio::spawn(async move {
+            if let Err(e) = done.await {
+                logger.error(&format!("nftables: {e}"));
+            }
+        });
     }
 
     fn next_onetime(&mut self, m: usize, name: &str, file: &str) {
@@ -678,6 +986,21 @@ impl Daemon {
         if let Err(e) = self.matcher.set_pattern(m, pattern) {
             self.logger.error(&format!("door {name}: {e}"));
         }
+        self.refilter = true;
+    }
+
+    /// Rebuilds the kernel filter after a door's ports changed, so the next one-time
+    /// sequence's ports reach the daemon.
+    fn refilter(&mut self, input: &mut Input) {
+        if !std::mem::take(&mut self.refilter) {
+            return;
+        }
+        if let Input::Live(c) = input {
+            let watches = doors::watches(&self.doors, self.matcher.watched());
+            if let Err(e) = c.set_filter(&watches, self.settings.only_ipv4) {
+                self.logger.error(&e.to_string());
+            }
+        }
     }
 
     /// SIGHUP: re-read the configuration; keep the running one if the new one is bad.
@@ -690,7 +1013,7 @@ impl Daemon {
             .load()
             .and_then(DoorSet::build)
             .and_then(|doors| build_matcher(&doors).map(|m| (doors, m)));
-        let (doors, matcher) = match new {
+        let (doors, mut matcher) = match new {
             Ok(x) => x,
             Err(e) => {
                 self.logger
@@ -702,6 +1025,35 @@ impl Daemon {
                 return;
             }
         };
+        let mut spa = match SpaState::build(&doors.config, &mut |w| self.logger.warn(&w)) {
+            Ok(s) => s,
+            Err(e) => {
+                self.logger
+                    .error(&format!("{e}; keeping the running configuration"));
+                return;
+            }
+        };
+        // nftables: keep the backend (grants survive a reload) and load the new ruleset.
+        if needs_grants(&doors.config) {
+            if self.grants.is_none() {
+                match open_grants(&doors.config) {
+                    Ok(g) => self.grants = g.map(|(b, _)| b),
+                    Err(e) => disable_grant_doors(&doors, &mut matcher, &mut spa, &self.logger, &e),
+                }
+            } else if let Some(backend) = &self.grants {
+                let ruleset = GrantRuleset::from_config(&doors.config, &ScheduleClock::system());
+                self.reapply_at = ruleset.reapply_at;
+                if let Err(e) = backend.apply(&ruleset) {
+                    disable_grant_doors(
+                        &doors,
+                        &mut matcher,
+                        &mut spa,
+                        &self.logger,
+                        &e.to_string(),
+                    );
+                }
+            }
+        }
         let watches = doors::watches(&doors, matcher.watched());
         if let Input::Live(c) = input
             && let Err(e) = c.set_filter(&watches, self.settings.only_ipv4)
@@ -724,6 +1076,8 @@ impl Daemon {
         }
         self.doors = doors;
         self.matcher = matcher;
+        let old = std::mem::replace(&mut self.spa, spa);
+        self.spa.inherit(old);
         self.lint();
     }
 
@@ -758,8 +1112,8 @@ impl Daemon {
             replays: m.replays,
             commands_in_flight: self.runner.in_flight(),
             commands_refused: self.counters.refused,
-            spa_accepted: 0,
-            spa_rejected: 0,
+            spa_accepted: self.spa.accepted,
+            spa_rejected: self.spa.rejected,
             capture_received: received,
             capture_dropped: dropped,
             capture_if_dropped: if_dropped,

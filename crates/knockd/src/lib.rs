@@ -11,6 +11,7 @@
 //! - [`lifecycle`]: daemon mode and pid file.
 //! - [`daemon`]: the wiring, signals and reloads; [`doors`]: config to matcher rules.
 //! - [`status`]: `knockd --status`; [`lookup`]: `-l` reverse names.
+//! - [`grants`]: nftables grants the kernel expires by itself; [`spa`]: SPA doors' state.
 
 pub mod actions;
 pub mod capture;
@@ -18,9 +19,11 @@ pub mod cli;
 pub mod daemon;
 pub mod doors;
 pub mod example;
+pub mod grants;
 pub mod ifaddrs;
 pub mod lifecycle;
 pub mod listening;
 pub mod logging;
 pub mod lookup;
+pub mod spa;
 pub mod status;

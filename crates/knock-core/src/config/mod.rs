@@ -131,6 +131,18 @@ pub struct SpaConf {
     pub allowed_commands: Vec<String>,
 }
 
+impl SpaConf {
+    /// The keys in the form the SPA codec takes.
+    pub fn keys(&self) -> Result<crate::spa::SpaKeys, crate::spa::KeyError> {
+        Ok(crate::spa::SpaKeys::new(
+            self.key.0.clone(),
+            self.hmac_key.as_ref().map(|k| k.0.clone()),
+        )?
+        .with_hmac_digest(self.hmac_digest)
+        .with_legacy(self.legacy))
+    }
+}
+
 /// Default UDP port of SPA doors (fwknop's).
 pub const DEFAULT_SPA_PORT: u16 = 62201;
 /// Default accepted clock difference for SPA packets, seconds.

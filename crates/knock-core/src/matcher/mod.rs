@@ -31,6 +31,7 @@ use crate::rotate::{self, RotateError, RotatingSpec};
 use crate::tcpflags::FlagRule;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+pub use table::MAX_TIMEOUT_MS;
 use table::{Key, Table};
 
 /// Attempts tracked by default (about 6.4 MB of table).
@@ -159,6 +160,10 @@ pub enum MatcherError {
     Capacity(usize),
     #[error("{0} doors configured, at most {MAX_DOORS} supported")]
     TooManyDoors(usize),
+    #[error(
+        "door {door}: timeout of {timeout_ms} ms is longer than the {MAX_TIMEOUT_MS} ms supported"
+    )]
+    Timeout { door: usize, timeout_ms: u64 },
     #[error("no door {door} (there are {count})")]
     NoSuchDoor { door: usize, count: usize },
 }
@@ -418,9 +423,8 @@ impl Cx<'_> {
     #[inline]
     fn lookup(&mut self) -> Option<u32> {
         let s = self.table.find(self.hash, self.key)?;
-        let e = self.table.entry(s);
-        if e.expires_at <= self.now {
-            let stage = e.stage;
+        if self.table.is_expired(s, self.now) {
+            let stage = self.table.view(s).stage;
             self.out.push(Outcome::Timeout {
                 src: self.src,
                 door: self.door(),
@@ -436,14 +440,13 @@ impl Cx<'_> {
     /// Starts an attempt at stage 1.
     fn start(&mut self, base_step: u64, cands: u8) {
         let expires_at = self.now.saturating_add(self.timeout_ms).saturating_add(1);
-        if let Some((slot, evicted)) = self.table.insert(self.hash, self.key, expires_at) {
+        if let Some((_, evicted)) = self
+            .table
+            .insert(self.hash, self.key, expires_at, 1, cands, base_step)
+        {
             if evicted {
                 self.counters.evictions += 1;
             }
-            let e = self.table.entry_mut(slot);
-            e.stage = 1;
-            e.base_step = base_step;
-            e.cands = cands;
             self.out.push(Outcome::Stage {
                 src: self.src,
                 door: self.door(),
@@ -463,15 +466,14 @@ impl Cx<'_> {
     fn fixed(&mut self, seq: &[Knock]) {
         let knock = self.knock;
         if let Some(s) = self.lookup() {
-            let stage = usize::from(self.table.entry(s).stage);
+            let stage = usize::from(self.table.view(s).stage);
             if seq.get(stage) == Some(&knock) {
                 if stage + 1 >= seq.len() {
                     self.table.remove(s);
                     self.open();
                 } else {
-                    let e = self.table.entry_mut(s);
-                    e.stage += 1;
-                    let stage = e.stage;
+                    let stage = stage as u8 + 1;
+                    self.table.set_progress(s, stage, 0);
                     self.out.push(Outcome::Stage {
                         src: self.src,
                         door: self.door(),
@@ -500,7 +502,8 @@ impl Cx<'_> {
         let in_range = self.knock.proto == rot.spec.proto && rot.spec.in_range(port);
         let length = rot.spec.length;
         if let Some(s) = self.lookup() {
-            let e = *self.table.entry(s);
+            let e = self.table.view(s);
+            let base_step = self.table.base_step(s);
             let stage = usize::from(e.stage);
             let mut next = 0u8;
             let mut repeat = false;
@@ -509,7 +512,7 @@ impl Cx<'_> {
                     if e.cands & (1 << c) == 0 {
                         continue;
                     }
-                    let Some(seq) = cand_step(e.base_step, c).and_then(|st| rot.seq(st)) else {
+                    let Some(seq) = cand_step(base_step, c).and_then(|st| rot.seq(st)) else {
                         continue;
                     };
                     if seq.get(stage) == Some(&port) {
@@ -522,12 +525,10 @@ impl Cx<'_> {
             if next != 0 {
                 if stage + 1 >= length {
                     self.table.remove(s);
-                    self.finish(rot, e.base_step, next);
+                    self.finish(rot, base_step, next);
                 } else {
-                    let em = self.table.entry_mut(s);
-                    em.stage += 1;
-                    em.cands = next;
-                    let stage = em.stage;
+                    let stage = e.stage + 1;
+                    self.table.set_progress(s, stage, next);
                     self.out.push(Outcome::Stage {
                         src: self.src,
                         door: self.door(),
@@ -587,6 +588,12 @@ impl Matcher {
         let mut class_of = Vec::with_capacity(doors.len());
         let mut built = Vec::with_capacity(doors.len());
         for (d, rule) in doors.into_iter().enumerate() {
+            if rule.timeout_ms > MAX_TIMEOUT_MS {
+                return Err(MatcherError::Timeout {
+                    door: d,
+                    timeout_ms: rule.timeout_ms,
+                });
+            }
             let span = rule.timeout_ms.saturating_add(1);
             let class = match spans.iter().position(|&s| s == span) {
                 Some(c) => c,
@@ -700,6 +707,10 @@ impl Matcher {
         self.counters.packets += 1;
         let now = self.clock.max(ev.now_ms);
         self.clock = now;
+        if self.table.has_stale(now) {
+            // Only if expire() was not called for days: keeps deadlines unambiguous.
+            self.expire_until(now, table::STALE_MS, out);
+        }
         if !self.watches(ev.knock) {
             self.counters.unwatched += 1;
             return;
@@ -745,10 +756,16 @@ impl Matcher {
     pub fn expire(&mut self, now_ms: u64, out: &mut Vec<Outcome>) {
         let now = self.clock.max(now_ms);
         self.clock = now;
-        while let Some(s) = self.table.first_expired(now) {
-            let e = *self.table.entry(s);
+        self.expire_until(now, 0, out);
+    }
+
+    /// Drops attempts whose deadline is at least `grace` ms before `now`.
+    fn expire_until(&mut self, now: u64, grace: u64, out: &mut Vec<Outcome>) {
+        let limit = now.saturating_sub(grace);
+        while let Some(s) = self.table.first_expired(limit) {
+            let e = self.table.view(s);
             out.push(Outcome::Timeout {
-                src: join_ip(e.addr, e.is_v6()),
+                src: join_ip(e.addr, e.v6),
                 door: usize::from(e.door),
                 stage: e.stage,
             });

@@ -1,71 +1,87 @@
 //! The bounded attempt table behind [`super::Matcher`].
 //!
-//! - A slab of `capacity` entries, allocated once; free slots form an intrusive free list.
-//! - An open-addressing index (linear probing, backward-shift deletion) of at least twice as many
-//!   buckets as slots, so the load factor stays at or below one half. Each bucket holds the slot
-//!   number and 32 bits of the keyed hash, so most misses never touch the slab.
-//! - One intrusive doubly linked FIFO list per distinct timeout ("class"). Entries are appended
-//!   when their attempt starts, so within a list both the first-knock time and the deadline grow
-//!   from head to tail: the next expiry and the oldest attempt are found by comparing list heads.
+//! Two fixed arrays, allocated once:
 //!
-//! Nothing here allocates after construction.
+//! - `hot`: an open-addressing hash index (linear probing, backward-shift deletion) of at least
+//!   twice as many buckets as the capacity, so the load factor stays at or below one half. A
+//!   bucket is one 32-byte record holding everything a packet needs (source, door, stage,
+//!   deadline), so looking up and advancing an attempt touches a single cache line.
+//! - `cold`: one record per attempt slot (capacity of them), holding the links of one intrusive
+//!   doubly linked FIFO list per distinct timeout ("class"), the full 64-bit deadline, the
+//!   rotating step and the hash (to find the slot's bucket again). Entries are appended when their attempt starts, so
+//!   within a list both the first-knock time and the deadline grow from head to tail: the next
+//!   expiry and the oldest attempt are found by comparing list heads (whose deadlines are cached
+//!   in the list itself), and eviction and expiry are O(1).
+//!
+//! Bucket positions change when a deletion shifts a run back; slots never move. Positions
+//! returned by [`Table::find`] and [`Table::insert`] are valid until the next removal.
+//!
+//! The bucket keeps the deadline's low 32 bits only; comparisons are wrapping and stay exact
+//! while deadlines are within 2^31 ms of the clock. Timeouts are limited to [`MAX_TIMEOUT_MS`]
+//! and [`Table::drop_stale`] removes attempts long past their deadline, which keeps it so.
 
 pub(crate) const NIL: u32 = u32::MAX;
 
+/// Longest timeout the table supports (about 12 days).
+pub const MAX_TIMEOUT_MS: u64 = 1 << 30;
+
+/// Attempts this far past their deadline are removed by [`Table::drop_stale`].
+pub(crate) const STALE_MS: u64 = 1 << 30;
+
 const LIVE: u8 = 0b1;
 const V6: u8 = 0b10;
+const CAND_SHIFT: u8 = 2;
 
-/// One attempt: a source's progress on one door.
+/// A bucket: one attempt, as packets need it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Entry {
+#[repr(C, align(32))]
+struct Hot {
     /// Source address (IPv4 addresses in the low 32 bits).
-    pub addr: u128,
-    /// First instant (ms) at which the attempt is expired: first knock + timeout + 1.
-    pub expires_at: u64,
-    /// Rotating doors: the step number at the first knock.
-    pub base_step: u64,
-    prev: u32,
-    next: u32,
+    addr: u128,
+    /// Low 32 bits of the deadline (`expires_at`).
+    exp32: u32,
+    /// Keyed hash of (source, door): home bucket and tag.
     hash: u32,
-    pub door: u16,
-    /// Knocks matched so far (1-based stage reached).
-    pub stage: u8,
-    /// Rotating doors: which of the steps base-1, base, base+1 are still consistent (bits 0..3).
-    pub cands: u8,
+    /// The attempt's slot in `cold`.
+    slot: u32,
+    door: u16,
+    stage: u8,
+    /// LIVE, V6, and the rotating candidate mask in bits 2..5.
     bits: u8,
 }
 
-impl Entry {
-    const EMPTY: Entry = Entry {
-        addr: 0,
-        expires_at: 0,
-        base_step: 0,
-        prev: NIL,
-        next: NIL,
-        hash: 0,
-        door: 0,
-        stage: 0,
-        cands: 0,
-        bits: 0,
-    };
+const EMPTY_HOT: Hot = Hot {
+    addr: 0,
+    exp32: 0,
+    hash: 0,
+    slot: NIL,
+    door: 0,
+    stage: 0,
+    bits: 0,
+};
 
-    pub fn is_v6(&self) -> bool {
-        self.bits & V6 != 0
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Bucket {
+/// A slot: an attempt's bookkeeping.
+#[derive(Clone, Copy, Debug)]
+struct Cold {
+    /// First instant (ms) at which the attempt is expired: first knock + timeout + 1.
+    expires_at: u64,
+    /// Rotating doors: the step number at the first knock.
+    base_step: u64,
+    prev: u32,
+    /// Next in the class list, or in the free list.
+    next: u32,
+    /// The attempt's hash: where the search for its bucket starts (buckets move, slots don't).
     hash: u32,
-    slot: u32,
+    /// Whether the slot holds an attempt.
+    live: bool,
 }
-
-const EMPTY_BUCKET: Bucket = Bucket { hash: 0, slot: NIL };
 
 #[derive(Clone, Copy)]
 struct List {
     head: u32,
     tail: u32,
+    /// Deadline of the head (valid when `head != NIL`).
+    head_exp: u64,
     /// timeout_ms + 1: `expires_at - span` is the first-knock time.
     span: u64,
 }
@@ -78,9 +94,19 @@ pub(crate) struct Key {
     pub door: u16,
 }
 
+/// A copy of an attempt's packet-side state.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct View {
+    pub addr: u128,
+    pub v6: bool,
+    pub door: u16,
+    pub stage: u8,
+    pub cands: u8,
+}
+
 pub(crate) struct Table {
-    entries: Box<[Entry]>,
-    buckets: Box<[Bucket]>,
+    hot: Box<[Hot]>,
+    cold: Box<[Cold]>,
     mask: usize,
     free: u32,
     len: usize,
@@ -88,21 +114,34 @@ pub(crate) struct Table {
     class_of: Box<[u16]>,
 }
 
+#[inline]
+fn expired32(exp32: u32, now: u64) -> bool {
+    // exp32 - now <= 0, modulo 2^32.
+    (exp32.wrapping_sub(now as u32) as i32) <= 0
+}
+
 impl Table {
-    /// `capacity` in 1..=2^30 (checked by the caller); `class_of[door]` indexes `spans`.
+    /// `capacity` in 1..=2^30 and spans (timeout + 1) up to [`MAX_TIMEOUT_MS`] + 1 (checked by
+    /// the caller); `class_of[door]` indexes `spans`.
     pub fn new(capacity: usize, class_of: Vec<u16>, spans: &[u64]) -> Table {
-        let mut entries = vec![Entry::EMPTY; capacity].into_boxed_slice();
-        for (i, e) in entries.iter_mut().enumerate() {
-            e.next = if i + 1 < capacity {
-                (i + 1) as u32
-            } else {
-                NIL
-            };
-        }
+        let cold = (0..capacity)
+            .map(|i| Cold {
+                expires_at: 0,
+                base_step: 0,
+                prev: NIL,
+                next: if i + 1 < capacity {
+                    (i + 1) as u32
+                } else {
+                    NIL
+                },
+                hash: 0,
+                live: false,
+            })
+            .collect();
         let nbuckets = (capacity * 2).next_power_of_two().max(2);
         Table {
-            entries,
-            buckets: vec![EMPTY_BUCKET; nbuckets].into_boxed_slice(),
+            hot: vec![EMPTY_HOT; nbuckets].into_boxed_slice(),
+            cold,
             mask: nbuckets - 1,
             free: if capacity > 0 { 0 } else { NIL },
             len: 0,
@@ -111,6 +150,7 @@ impl Table {
                 .map(|&span| List {
                     head: NIL,
                     tail: NIL,
+                    head_exp: 0,
                     span,
                 })
                 .collect(),
@@ -123,157 +163,208 @@ impl Table {
     }
 
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.cold.len()
     }
 
     /// Bytes held by the table's fixed arrays (constant for the table's life).
     pub fn footprint(&self) -> usize {
-        std::mem::size_of_val(&*self.entries)
-            + std::mem::size_of_val(&*self.buckets)
+        std::mem::size_of_val(&*self.hot)
+            + std::mem::size_of_val(&*self.cold)
             + std::mem::size_of_val(&*self.lists)
             + std::mem::size_of_val(&*self.class_of)
     }
 
-    #[inline]
-    pub fn entry(&self, slot: u32) -> &Entry {
-        &self.entries[slot as usize]
-    }
-
-    #[inline]
-    pub fn entry_mut(&mut self, slot: u32) -> &mut Entry {
-        &mut self.entries[slot as usize]
-    }
-
+    /// The bucket of the attempt of `key`, if any.
     #[inline]
     pub fn find(&self, hash: u32, key: Key) -> Option<u32> {
         let mut i = hash as usize & self.mask;
         loop {
-            let b = self.buckets[i];
-            if b.slot == NIL {
+            let b = &self.hot[i];
+            if b.bits & LIVE == 0 {
                 return None;
             }
-            if b.hash == hash {
-                let e = &self.entries[b.slot as usize];
-                if e.addr == key.addr && e.door == key.door && e.is_v6() == key.v6 {
-                    return Some(b.slot);
-                }
+            if b.hash == hash
+                && b.addr == key.addr
+                && b.door == key.door
+                && (b.bits & V6 != 0) == key.v6
+            {
+                return Some(i as u32);
             }
             i = (i + 1) & self.mask;
         }
     }
 
-    /// Adds an attempt known to be absent. When the table is full the oldest attempt (by
-    /// first-knock time) is evicted first; the second value says so. `None` only for a table
-    /// without slots (never built by the matcher).
-    pub fn insert(&mut self, hash: u32, key: Key, expires_at: u64) -> Option<(u32, bool)> {
+    #[inline]
+    pub fn view(&self, pos: u32) -> View {
+        let b = &self.hot[pos as usize];
+        View {
+            addr: b.addr,
+            v6: b.bits & V6 != 0,
+            door: b.door,
+            stage: b.stage,
+            cands: b.bits >> CAND_SHIFT,
+        }
+    }
+
+    /// Whether the attempt at `pos` is past its deadline at `now`.
+    #[inline]
+    pub fn is_expired(&self, pos: u32, now: u64) -> bool {
+        expired32(self.hot[pos as usize].exp32, now)
+    }
+
+    #[inline]
+    pub fn set_progress(&mut self, pos: u32, stage: u8, cands: u8) {
+        let b = &mut self.hot[pos as usize];
+        b.stage = stage;
+        b.bits = (b.bits & (LIVE | V6)) | (cands << CAND_SHIFT);
+    }
+
+    pub fn base_step(&self, pos: u32) -> u64 {
+        self.cold[self.hot[pos as usize].slot as usize].base_step
+    }
+
+    /// Adds an attempt known to be absent, at stage `stage`. When the table is full the oldest
+    /// attempt (by first-knock time) is evicted first; the second value says so. `None` only
+    /// for a table without slots (never built by the matcher).
+    pub fn insert(
+        &mut self,
+        hash: u32,
+        key: Key,
+        expires_at: u64,
+        stage: u8,
+        cands: u8,
+        base_step: u64,
+    ) -> Option<(u32, bool)> {
         let mut evicted = false;
         if self.free == NIL
             && let Some(old) = self.oldest()
         {
-            self.remove(old);
+            self.remove_slot(old);
             evicted = true;
         }
         let slot = self.free;
         if slot == NIL {
             return None;
         }
-        let class = self.class_of[key.door as usize] as usize;
-        let tail = self.lists[class].tail;
-        {
-            let e = &mut self.entries[slot as usize];
-            self.free = e.next;
-            *e = Entry {
-                addr: key.addr,
-                expires_at,
-                base_step: 0,
-                prev: tail,
-                next: NIL,
-                hash,
-                door: key.door,
-                stage: 0,
-                cands: 0,
-                bits: LIVE | if key.v6 { V6 } else { 0 },
-            };
+        let mut i = hash as usize & self.mask;
+        while self.hot[i].bits & LIVE != 0 {
+            i = (i + 1) & self.mask;
         }
+        self.hot[i] = Hot {
+            addr: key.addr,
+            exp32: expires_at as u32,
+            hash,
+            slot,
+            door: key.door,
+            stage,
+            bits: LIVE | if key.v6 { V6 } else { 0 } | (cands << CAND_SHIFT),
+        };
+        let class = self.class_of[usize::from(key.door)] as usize;
+        let tail = self.lists[class].tail;
+        let c = &mut self.cold[slot as usize];
+        self.free = c.next;
+        *c = Cold {
+            expires_at,
+            base_step,
+            prev: tail,
+            next: NIL,
+            hash,
+            live: true,
+        };
+        let list = &mut self.lists[class];
         if tail == NIL {
-            self.lists[class].head = slot;
+            list.head = slot;
+            list.head_exp = expires_at;
         } else {
-            self.entries[tail as usize].next = slot;
+            self.cold[tail as usize].next = slot;
         }
         self.lists[class].tail = slot;
-        let mut i = hash as usize & self.mask;
-        while self.buckets[i].slot != NIL {
-            i = (i + 1) & self.mask;
-        }
-        self.buckets[i] = Bucket { hash, slot };
         self.len += 1;
-        Some((slot, evicted))
+        Some((i as u32, evicted))
     }
 
-    /// Removes a live attempt.
-    pub fn remove(&mut self, slot: u32) {
-        let e = self.entries[slot as usize];
-        if e.bits & LIVE == 0 {
+    /// Removes the attempt in bucket `pos`.
+    pub fn remove(&mut self, pos: u32) {
+        let b = self.hot[pos as usize];
+        if b.bits & LIVE == 0 {
             return;
         }
-        // Index: find the bucket, then shift the following run back over the hole.
-        let mut i = e.hash as usize & self.mask;
-        let mut probes = 0;
-        while self.buckets[i].slot != slot {
-            i = (i + 1) & self.mask;
-            probes += 1;
-            if probes > self.mask {
-                // Unreachable while the invariants hold; never loop forever.
-                debug_assert!(false, "slot {slot} missing from the index");
-                break;
-            }
-        }
-        if probes <= self.mask {
-            let mut hole = i;
-            let mut j = (i + 1) & self.mask;
-            loop {
-                let b = self.buckets[j];
-                if b.slot == NIL {
-                    break;
-                }
-                let home = b.hash as usize & self.mask;
-                if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(hole) & self.mask) {
-                    self.buckets[hole] = b;
-                    hole = j;
-                }
-                j = (j + 1) & self.mask;
-            }
-            self.buckets[hole] = EMPTY_BUCKET;
-        }
         // FIFO list.
-        let class = self.class_of[e.door as usize] as usize;
-        if e.prev == NIL {
-            self.lists[class].head = e.next;
+        let slot = b.slot;
+        let c = self.cold[slot as usize];
+        let class = self.class_of[usize::from(b.door)] as usize;
+        if c.prev == NIL {
+            let list = &mut self.lists[class];
+            list.head = c.next;
+            if c.next != NIL {
+                list.head_exp = self.cold[c.next as usize].expires_at;
+            }
         } else {
-            self.entries[e.prev as usize].next = e.next;
+            self.cold[c.prev as usize].next = c.next;
         }
-        if e.next == NIL {
-            self.lists[class].tail = e.prev;
+        if c.next == NIL {
+            self.lists[class].tail = c.prev;
         } else {
-            self.entries[e.next as usize].prev = e.prev;
+            self.cold[c.next as usize].prev = c.prev;
         }
         // Free list.
-        let f = &mut self.entries[slot as usize];
-        f.bits = 0;
+        let f = &mut self.cold[slot as usize];
         f.prev = NIL;
+        f.live = false;
         f.next = self.free;
         self.free = slot;
         self.len -= 1;
+        // Index: shift the following run back over the hole.
+        let mut hole = pos as usize;
+        let mut j = (hole + 1) & self.mask;
+        loop {
+            let m = self.hot[j];
+            if m.bits & LIVE == 0 {
+                break;
+            }
+            let home = m.hash as usize & self.mask;
+            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(hole) & self.mask) {
+                self.hot[hole] = m;
+                hole = j;
+            }
+            j = (j + 1) & self.mask;
+        }
+        self.hot[hole] = EMPTY_HOT;
     }
 
-    /// The attempt with the earliest first knock.
+    /// The bucket of a live slot.
+    fn pos_of(&self, slot: u32) -> Option<u32> {
+        let c = &self.cold[slot as usize];
+        if !c.live {
+            return None;
+        }
+        let mut i = c.hash as usize & self.mask;
+        for _ in 0..=self.mask {
+            let b = &self.hot[i];
+            if b.bits & LIVE == 0 {
+                break;
+            }
+            if b.slot == slot {
+                return Some(i as u32);
+            }
+            i = (i + 1) & self.mask;
+        }
+        debug_assert!(false, "slot {slot} missing from the index");
+        None
+    }
+
+    fn remove_slot(&mut self, slot: u32) {
+        if let Some(pos) = self.pos_of(slot) {
+            self.remove(pos);
+        }
+    }
+
+    /// The slot of the attempt with the earliest first knock.
     fn oldest(&self) -> Option<u32> {
         let mut best: Option<(u64, u32)> = None;
         for l in self.lists.iter() {
             if l.head != NIL {
-                let first = self.entries[l.head as usize]
-                    .expires_at
-                    .saturating_sub(l.span);
+                let first = l.head_exp.saturating_sub(l.span);
                 if best.is_none_or(|(b, _)| first < b) {
                     best = Some((first, l.head));
                 }
@@ -282,41 +373,44 @@ impl Table {
         best.map(|(_, s)| s)
     }
 
-    /// The earliest `expires_at` among all attempts.
+    /// The earliest deadline among all attempts.
     pub fn next_deadline(&self) -> Option<u64> {
         self.lists
             .iter()
             .filter(|l| l.head != NIL)
-            .map(|l| self.entries[l.head as usize].expires_at)
+            .map(|l| l.head_exp)
             .min()
     }
 
-    /// An attempt whose `expires_at <= now`, earliest first; `None` if there is none.
-    pub fn first_expired(&self, now: u64) -> Option<u32> {
+    /// The bucket of an attempt whose deadline is at or before `limit`, earliest first.
+    pub fn first_expired(&self, limit: u64) -> Option<u32> {
         let mut best: Option<(u64, u32)> = None;
         for l in self.lists.iter() {
-            if l.head != NIL {
-                let at = self.entries[l.head as usize].expires_at;
-                if at <= now && best.is_none_or(|(b, _)| at < b) {
-                    best = Some((at, l.head));
-                }
+            if l.head != NIL && l.head_exp <= limit && best.is_none_or(|(b, _)| l.head_exp < b) {
+                best = Some((l.head_exp, l.head));
             }
         }
-        best.map(|(_, s)| s)
+        best.and_then(|(_, s)| self.pos_of(s))
     }
 
-    /// Removes every attempt on `door`.
+    /// Whether some attempt is so far past its deadline (2^30 ms) that the 32-bit deadline in
+    /// its bucket could become ambiguous; callers then drop them with [`Table::first_expired`].
+    #[inline]
+    pub fn has_stale(&self, now: u64) -> bool {
+        let limit = now.saturating_sub(STALE_MS);
+        self.lists
+            .iter()
+            .any(|l| l.head != NIL && l.head_exp <= limit)
+    }
+
+    /// Removes every attempt on `door` (a full scan; used when a door changes).
     pub fn remove_door(&mut self, door: u16) {
-        let Some(&class) = self.class_of.get(door as usize) else {
-            return;
-        };
-        let mut s = self.lists[class as usize].head;
-        while s != NIL {
-            let e = self.entries[s as usize];
-            if e.door == door {
-                self.remove(s);
+        for i in 0..self.hot.len() {
+            // A removal may shift a later bucket into `i`: look again until it holds another
+            // door or nothing.
+            while self.hot[i].bits & LIVE != 0 && self.hot[i].door == door {
+                self.remove(i as u32);
             }
-            s = e.next;
         }
     }
 
@@ -324,35 +418,42 @@ impl Table {
     #[cfg(test)]
     pub fn check(&self) {
         let mut live = 0;
-        for (s, e) in self.entries.iter().enumerate() {
-            if e.bits & LIVE != 0 {
+        for (i, b) in self.hot.iter().enumerate() {
+            if b.bits & LIVE != 0 {
                 live += 1;
                 let key = Key {
-                    addr: e.addr,
-                    v6: e.is_v6(),
-                    door: e.door,
+                    addr: b.addr,
+                    v6: b.bits & V6 != 0,
+                    door: b.door,
                 };
-                assert_eq!(self.find(e.hash, key), Some(s as u32));
+                assert_eq!(self.find(b.hash, key), Some(i as u32));
+                let c = &self.cold[b.slot as usize];
+                assert!(c.live);
+                assert_eq!(c.hash, b.hash);
+                assert_eq!(self.pos_of(b.slot), Some(i as u32));
+                assert_eq!(c.expires_at as u32, b.exp32);
             }
         }
         assert_eq!(live, self.len);
-        let indexed = self.buckets.iter().filter(|b| b.slot != NIL).count();
-        assert_eq!(indexed, self.len);
         let mut listed = 0;
-        for (c, l) in self.lists.iter().enumerate() {
+        for (k, l) in self.lists.iter().enumerate() {
             let mut s = l.head;
             let mut prev = NIL;
             let mut last_exp = 0;
+            if s != NIL {
+                assert_eq!(l.head_exp, self.cold[s as usize].expires_at);
+            }
             while s != NIL {
-                let e = &self.entries[s as usize];
-                assert!(e.bits & LIVE != 0);
-                assert_eq!(e.prev, prev);
-                assert_eq!(self.class_of[e.door as usize] as usize, c);
-                assert!(e.expires_at >= last_exp, "list {c} not in deadline order");
-                last_exp = e.expires_at;
+                let c = &self.cold[s as usize];
+                let b = &self.hot[self.pos_of(s).unwrap() as usize];
+                assert_eq!(b.slot, s);
+                assert_eq!(c.prev, prev);
+                assert_eq!(self.class_of[usize::from(b.door)] as usize, k);
+                assert!(c.expires_at >= last_exp, "list {k} not in deadline order");
+                last_exp = c.expires_at;
                 listed += 1;
                 prev = s;
-                s = e.next;
+                s = c.next;
             }
             assert_eq!(l.tail, prev);
         }
@@ -360,10 +461,31 @@ impl Table {
         let mut free = 0;
         let mut s = self.free;
         while s != NIL {
-            assert!(self.entries[s as usize].bits & LIVE == 0);
+            assert!(!self.cold[s as usize].live);
             free += 1;
-            s = self.entries[s as usize].next;
+            s = self.cold[s as usize].next;
         }
-        assert_eq!(free + self.len, self.entries.len());
+        assert_eq!(free + self.len, self.cold.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_deadline_compare() {
+        assert!(expired32(100, 100));
+        assert!(!expired32(101, 100));
+        assert!(expired32(5, (1u64 << 32) + 10)); // deadline 2^32+5 passed at 2^32+10
+        assert!(!expired32(5, (1u64 << 32) - 10)); // deadline 2^32+5 ahead of 2^32-10
+        assert!(expired32(10, 10 + (1u64 << 30)));
+    }
+
+    #[test]
+    fn records_are_compact() {
+        assert_eq!(std::mem::size_of::<Hot>(), 32);
+        assert_eq!(std::mem::align_of::<Hot>(), 32);
+        assert!(std::mem::size_of::<Cold>() <= 32);
     }
 }

@@ -302,6 +302,34 @@ fn clock_never_goes_backwards() {
 }
 
 #[test]
+fn attempts_left_for_weeks_cannot_come_back() {
+    // Without expire() calls for 2^32 ms, the next packet still sees the attempt as expired
+    // (the bucket keeps 32 bits of the deadline; stale attempts are dropped first).
+    let mut h = H::new(vec![fixed(&SEQ3, 1000)], 16);
+    let a = src(1);
+    h.knock(0, a, tcp(7000));
+    assert_eq!(
+        h.knock((1 << 32) + 500, a, tcp(8000)),
+        vec![Outcome::Timeout {
+            src: a,
+            door: 0,
+            stage: 1
+        }]
+    );
+    h.knock(1 << 40, a, tcp(7000));
+    // Even a packet to an unwatched port from someone else clears it.
+    assert_eq!(
+        h.knock((1 << 40) + (1 << 31), src(2), tcp(22)),
+        vec![Outcome::Timeout {
+            src: a,
+            door: 0,
+            stage: 1
+        }]
+    );
+    assert_eq!(h.m.stats().tracked, 0);
+}
+
+#[test]
 fn tcp_flags_mismatch_is_ignored_not_reset() {
     let mut rule = fixed(&SEQ3, 25_000);
     rule.flags = parse_flag_rule("syn,!ack").unwrap();
@@ -567,6 +595,14 @@ fn construction_errors() {
         Matcher::new(vec![fixed(&SEQ3, 1)], 0).err(),
         Some(MatcherError::Capacity(0))
     );
+    assert_eq!(
+        Matcher::new(vec![fixed(&SEQ3, MAX_TIMEOUT_MS + 1)], 8).err(),
+        Some(MatcherError::Timeout {
+            door: 0,
+            timeout_ms: MAX_TIMEOUT_MS + 1
+        })
+    );
+    assert!(Matcher::new(vec![fixed(&SEQ3, MAX_TIMEOUT_MS)], 8).is_ok());
     let bad = RotatingSpec {
         secret: vec![1],
         length: 5,

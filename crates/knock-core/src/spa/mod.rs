@@ -9,6 +9,7 @@
 //!   The HMAC is verified in constant time before anything is decrypted.
 //! - [`encode`]: sender side; produces packets a real `fwknopd` 2.6.10 accepts.
 //! - [`ReplayCache`]: bounded replay protection keyed on the plaintext, persistable as text.
+//! - [`Policy`]: what an authenticated request may do at a door (user, source, ports, timeout).
 //!
 //! ```
 //! use knock_core::proto::parse_proto_port;
@@ -43,6 +44,7 @@
 mod codec;
 mod keys;
 mod message;
+mod policy;
 mod replay;
 
 pub use codec::{
@@ -57,6 +59,7 @@ pub use message::{
     FKO_PROTOCOL_VERSION, MAX_USER_B64_LEN, MessageError, MessageKind, MessageType, NatTarget,
     SpaMessage, rand16_from_entropy,
 };
+pub use policy::{Decision, Policy, Refusal};
 pub use replay::{
     DEFAULT_MAX_ENTRIES, REPLAY_FILE_HEADER, ReplayCache, ReplayDigest, ReplayParseError,
     ReplayVerdict, replay_digest,
