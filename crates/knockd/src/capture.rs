@@ -278,7 +278,44 @@ pub struct Frame {
     pub data: Vec<u8>,
 }
 
+/// A captured frame borrowed from the capture ring (no copy): what
+/// [`LiveCapture::drain`] hands out.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameView<'a> {
+    pub iface: &'a str,
+    pub link: LinkType,
+    /// Capture timestamp, since the Unix epoch.
+    pub ts: Duration,
+    /// Length of the frame on the wire (`data` may be shorter: snap length).
+    pub wire_len: u32,
+    pub data: &'a [u8],
+}
+
+impl<'a> FrameView<'a> {
+    /// Decodes the frame (see [`knock_core::packet::decode`]).
+    pub fn decode(&self) -> Result<Packet<'a>, DecodeError> {
+        packet::decode(self.link, self.data)
+    }
+}
+
+fn timestamp(h: &pcap::PacketHeader) -> Duration {
+    let sec = u64::try_from(h.ts.tv_sec).unwrap_or(0);
+    let usec = u32::try_from(h.ts.tv_usec).unwrap_or(0).min(999_999);
+    Duration::new(sec, usec * 1000)
+}
+
 impl Frame {
+    /// The frame as a [`FrameView`].
+    pub fn view(&self) -> FrameView<'_> {
+        FrameView {
+            iface: &self.iface,
+            link: self.link,
+            ts: self.ts,
+            wire_len: self.wire_len,
+            data: &self.data,
+        }
+    }
+
     /// Decodes the frame (see [`knock_core::packet::decode`]).
     pub fn decode(&self) -> Result<Packet<'_>, DecodeError> {
         packet::decode(self.link, &self.data)
@@ -311,12 +348,10 @@ struct FrameCodec {
 
 impl FrameCodec {
     fn frame(&self, p: &pcap::Packet<'_>) -> Frame {
-        let sec = u64::try_from(p.header.ts.tv_sec).unwrap_or(0);
-        let usec = u32::try_from(p.header.ts.tv_usec).unwrap_or(0).min(999_999);
         Frame {
             iface: self.iface.clone(),
             link: self.link,
-            ts: Duration::new(sec, usec * 1000),
+            ts: timestamp(p.header),
             wire_len: p.header.len,
             data: p.data.to_vec(),
         }
@@ -454,6 +489,44 @@ impl LiveCapture {
             });
         }
         Ok(out)
+    }
+
+    /// Reads, without waiting, up to `max` frames already in the capture rings (every
+    /// interface in turn), handing each to `f` without copying it; returns how many. Call it
+    /// after [`LiveCapture::next_frame`] returned, so a wake-up serves a whole batch.
+    pub fn drain(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(FrameView<'_>),
+    ) -> Result<usize, CaptureError> {
+        let n = self.handles.len();
+        let (mut done, mut idle, mut i) = (0, 0, self.start);
+        while done < max && idle < n {
+            let Handle { info, stream } = &mut self.handles[i % n];
+            i += 1;
+            match stream.capture_mut().next_packet() {
+                Ok(p) => {
+                    f(FrameView {
+                        iface: &info.name,
+                        link: info.link,
+                        ts: timestamp(p.header),
+                        wire_len: p.header.len,
+                        data: p.data,
+                    });
+                    done += 1;
+                    idle = 0;
+                }
+                Err(pcap::Error::TimeoutExpired) => idle += 1,
+                Err(source) => {
+                    return Err(CaptureError::Read {
+                        iface: info.name.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        self.start = i % n.max(1);
+        Ok(done)
     }
 
     /// The next frame from any interface; an error means the capture is broken (the daemon

@@ -14,7 +14,7 @@ use knock_core::spa::Decision;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::actions::{Job, Refused, Runner};
-use crate::capture::{CaptureConfig, FileCapture, Frame, Interfaces, LiveCapture};
+use crate::capture::{CaptureConfig, FileCapture, Frame, FrameView, Interfaces, LiveCapture};
 use crate::cli::{Cli, DEFAULT_CONFIG};
 use crate::doors::{self, DoorSet};
 use crate::example::{EXAMPLE_CONFIG, EXAMPLE_NAME};
@@ -30,6 +30,11 @@ use crate::status::{self, Snapshot};
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
 /// How often the interfaces' addresses are re-read.
 const ADDR_REFRESH: Duration = Duration::from_secs(1);
+/// Most frames served per wake-up before timers and signals get a turn.
+const MAX_BATCH: usize = 1024;
+/// A wake-up that found at least this many frames means a flood: pause [`FLOOD_PAUSE`].
+const FLOOD_BATCH: usize = 32;
+const FLOOD_PAUSE: Duration = Duration::from_millis(1);
 /// How often the nftables ruleset is checked (a firewall reload may have flushed it).
 const NFT_CHECK: Duration = Duration::from_secs(10);
 
@@ -158,7 +163,7 @@ pub fn main(cli: Cli) -> i32 {
         }
     };
     if cli.status {
-        return match status::query(&status_socket(&config), false) {
+        return match status::query(&status_socket(&config), cli.json) {
             Ok(text) => {
                 print!("{text}");
                 0
@@ -474,8 +479,22 @@ async fn run(
             _ = hup.recv() => d.reload(&mut input),
             frame = next_frame(&mut input) => match frame {
                 Ok(Some(f)) => {
-                    d.on_frame(&f, matches!(input, Input::File(_)));
+                    d.on_frame(f.view(), matches!(input, Input::File(_)));
+                    // Serve every frame already waiting in the ring in this wake-up.
+                    let mut batch = 1;
+                    if let Input::Live(c) = &mut input {
+                        match c.drain(MAX_BATCH, |v| d.on_frame(v, false)) {
+                            Ok(n) => batch += n,
+                            Err(e) => break Err(e.to_string()),
+                        }
+                    }
                     d.refilter(&mut input);
+                    if batch >= FLOOD_BATCH {
+                        // Under a flood, let frames gather in the ring for a moment rather
+                        // than paying a wake-up per frame; the ring holds far more than
+                        // arrives meanwhile. Quiet traffic is served at once.
+                        tokio::time::sleep(FLOOD_PAUSE).await;
+                    }
                 }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
@@ -604,7 +623,7 @@ impl Daemon {
         }
     }
 
-    fn on_frame(&mut self, frame: &Frame, from_file: bool) {
+    fn on_frame(&mut self, frame: FrameView<'_>, from_file: bool) {
         self.counters.seen += 1;
         let pkt = match frame.decode() {
             Ok(p) => p,
@@ -614,7 +633,7 @@ impl Daemon {
             }
             Err(e) => {
                 self.counters.malformed += 1;
-                if self.logger.is_debug() {
+                if self.settings.cli.debug {
                     self.logger.debug(&format!(
                         "{}: undecodable frame on {}: {e}",
                         debug_stamp(),
@@ -627,7 +646,7 @@ impl Daemon {
         if self.settings.only_ipv4 && pkt.src.is_ipv6() {
             return;
         }
-        if self.logger.is_debug() {
+        if self.settings.cli.debug {
             self.logger.debug(&format!(
                 "{}: {}: {}:{} -> {}:{} {} bytes",
                 debug_stamp(),
