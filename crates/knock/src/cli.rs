@@ -1210,6 +1210,12 @@ mod mode_tests {
             clap_err(&keys(&["-A", "tcp/22", "-a", "198.18.1.2", "-s", "h"])).kind(),
             ErrorKind::ArgumentConflict
         );
+        for r in ["-R", "--resolve-ip-https"] {
+            assert_eq!(
+                err(&keys(&["-A", "tcp/22", r, "h"])),
+                CliError::Spa(SpaError::ResolveUnsupported)
+            );
+        }
     }
 
     #[test]

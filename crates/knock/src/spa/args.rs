@@ -104,6 +104,10 @@ pub struct SpaArgs {
     #[arg(short = 's', long = "source-ip")]
     pub source_ip: bool,
 
+    /// fwknop's -R (ask a web service for this host's address): refused with an explanation
+    #[arg(short = 'R', long = "resolve-ip-https", hide = true)]
+    pub resolve_ip: bool,
+
     /// The SPA server (instead of the <host> argument)
     #[arg(short = 'D', long = "destination", value_name = "HOST")]
     pub destination: Option<String>,
@@ -201,6 +205,11 @@ pub enum SpaError {
     )]
     NoAllowIp,
     #[error(
+        "-R/--resolve-ip-https is not supported (knock never asks a web service for this host's \
+         address): give -a/--allow-ip ADDR, or -s/--source-ip"
+    )]
+    ResolveUnsupported,
+    #[error(
         "no ports to open: give -A/--access (e.g. -A tcp/22), or ACCESS in the fwknoprc stanza"
     )]
     NoAccess,
@@ -277,6 +286,7 @@ impl SpaArgs {
         };
         add(self.allow_ip.is_some(), "-a/--allow-ip");
         add(self.source_ip, "-s/--source-ip");
+        add(self.resolve_ip, "-R/--resolve-ip-https");
         add(self.destination.is_some(), "-D/--destination");
         add(self.key_base64.is_some(), "--key-base64");
         add(self.key.is_some(), "--key");
@@ -318,6 +328,9 @@ impl SpaArgs {
             .map(|a| a.0)
             .or(rc.access.clone())
             .ok_or(SpaError::NoAccess)?;
+        if self.resolve_ip {
+            return Err(SpaError::ResolveUnsupported);
+        }
         let allow = match (self.allow_ip, self.source_ip) {
             (Some(ip), _) => Allow::Ip(ip),
             (None, true) => Allow::Source,
