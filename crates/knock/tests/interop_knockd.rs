@@ -17,7 +17,7 @@ use std::time::Duration;
 use netns_testkit::{ChildGuard, Lab, require_root, wait_for_file_line, wait_until};
 
 const KNOCKD: &str = "/usr/sbin/knockd";
-const T: Duration = Duration::from_secs(5);
+const T: Duration = Duration::from_secs(10);
 
 /// How long to wait before concluding that a door did *not* open.
 const QUIET: Duration = Duration::from_millis(1500);
