@@ -32,9 +32,6 @@ const EXPIRY_TICK: Duration = Duration::from_millis(100);
 const ADDR_REFRESH: Duration = Duration::from_secs(1);
 /// Most frames served per wake-up before timers and signals get a turn.
 const MAX_BATCH: usize = 1024;
-/// A wake-up that found at least this many frames means a flood: pause [`FLOOD_PAUSE`].
-const FLOOD_BATCH: usize = 32;
-const FLOOD_PAUSE: Duration = Duration::from_millis(1);
 /// How often the nftables ruleset is checked (a firewall reload may have flushed it).
 const NFT_CHECK: Duration = Duration::from_secs(10);
 
@@ -296,6 +293,8 @@ struct Counters {
     not_knock: u64,
     malformed: u64,
     refused: u64,
+    /// Wake-ups that delivered frames, and the frames they delivered.
+    batches: u64,
 }
 
 /// Where frames come from.
@@ -481,20 +480,13 @@ async fn run(
                 Ok(Some(f)) => {
                     d.on_frame(f.view(), matches!(input, Input::File(_)));
                     // Serve every frame already waiting in the ring in this wake-up.
-                    let mut batch = 1;
-                    if let Input::Live(c) = &mut input {
-                        match c.drain(MAX_BATCH, |v| d.on_frame(v, false)) {
-                            Ok(n) => batch += n,
-                            Err(e) => break Err(e.to_string()),
-                        }
+                    if let Input::Live(c) = &mut input
+                        && let Err(e) = c.drain(MAX_BATCH, |v| d.on_frame(v, false))
+                    {
+                        break Err(e.to_string());
                     }
+                    d.counters.batches += 1;
                     d.refilter(&mut input);
-                    if batch >= FLOOD_BATCH {
-                        // Under a flood, let frames gather in the ring for a moment rather
-                        // than paying a wake-up per frame; the ring holds far more than
-                        // arrives meanwhile. Quiet traffic is served at once.
-                        tokio::time::sleep(FLOOD_PAUSE).await;
-                    }
                 }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
@@ -1133,6 +1125,7 @@ impl Daemon {
             commands_refused: self.counters.refused,
             spa_accepted: self.spa.accepted,
             spa_rejected: self.spa.rejected,
+            capture_wakeups: self.counters.batches,
             capture_received: received,
             capture_dropped: dropped,
             capture_if_dropped: if_dropped,
