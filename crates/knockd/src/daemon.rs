@@ -320,6 +320,8 @@ struct Daemon {
     grants: Option<NftBackend>,
     /// When the schedule conversion must be redone (DST), Unix seconds.
     reapply_at: Option<i64>,
+    /// Knock events of the current capture wake-up, matched together by [`Daemon::flush`].
+    events: Vec<Event>,
     /// A door's ports changed (one-time sequence): the kernel filter must be rebuilt.
     refilter: bool,
 }
@@ -459,6 +461,7 @@ async fn run(
         grants,
         reapply_at,
         refilter: false,
+        events: Vec::with_capacity(MAX_BATCH),
     };
     d.announce();
     d.lint();
@@ -485,6 +488,7 @@ async fn run(
                     {
                         break Err(e.to_string());
                     }
+                    d.flush();
                     d.counters.batches += 1;
                     d.refilter(&mut input);
                 }
@@ -690,8 +694,23 @@ impl Daemon {
             knock,
             tcp_flags: pkt.tcp_flags,
         };
+        self.events.push(ev);
+        // One-time doors change their sequence on success: their packets are matched one at a
+        // time so no later packet of the batch sees a used sequence.
+        if self.events.len() >= MAX_BATCH || self.doors.has_onetime {
+            self.flush();
+        }
+    }
+
+    /// Matches the events gathered from one capture wake-up (see
+    /// [`Matcher::process_batch`]) and acts on the outcomes.
+    fn flush(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
         let mut outcomes = std::mem::take(&mut self.outcomes);
-        self.matcher.process(&ev, &mut outcomes);
+        self.matcher.process_batch(&self.events, &mut outcomes);
+        self.events.clear();
         for o in outcomes.drain(..) {
             self.on_outcome(o);
         }

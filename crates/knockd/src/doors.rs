@@ -24,6 +24,8 @@ pub struct DoorSet {
     pub matched: Vec<usize>,
     /// The matcher's rules, in the same order as `matched`.
     pub rules: Vec<DoorRule>,
+    /// Some door uses one-time sequences.
+    pub has_onetime: bool,
 }
 
 impl DoorSet {
@@ -59,10 +61,15 @@ impl DoorSet {
                 from: door.from.clone(),
             });
         }
+        let has_onetime = config
+            .doors
+            .iter()
+            .any(|d| matches!(d.trigger, Trigger::OneTime { .. }));
         Ok(DoorSet {
             config,
             matched,
             rules,
+            has_onetime,
         })
     }
 
