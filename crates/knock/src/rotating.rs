@@ -12,14 +12,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use knock_core::config::{DEFAULT_ROTATING_LENGTH, DEFAULT_ROTATING_RANGE, DEFAULT_ROTATING_STEP};
-use knock_core::proto::{Protocol, parse_port};
-use knock_core::rotate::{MAX_LENGTH, RotateError, RotatingSpec, current_step, sequence_at};
+use knock_core::proto::Protocol;
+use knock_core::rotate::{
+    MAX_LENGTH, MIN_SECRET_BYTES, RotateError, RotatingSpec, SecretError, current_step, sequence_at,
+};
 
 use crate::cli::KnockPlan;
 use crate::env::Environment;
 
-/// Smallest secret accepted, in bytes (the daemon's minimum too).
-pub const MIN_SECRET_BYTES: usize = 32;
 /// Size of a secret made by `--new-secret`.
 pub const NEW_SECRET_BYTES: usize = 32;
 
@@ -32,16 +32,9 @@ pub struct PortRange {
 
 /// Parses `LO-HI` (ports as `knock_core::proto::parse_port` reads them, LO <= HI).
 pub fn parse_range(s: &str) -> Result<PortRange, String> {
-    let t = s.trim();
-    let (a, b) = t
-        .split_once('-')
-        .ok_or_else(|| format!("\"{t}\" is not LOW-HIGH (e.g. 10000-60000)"))?;
-    let lo = parse_port(a).map_err(|e| e.to_string())?;
-    let hi = parse_port(b).map_err(|e| e.to_string())?;
-    if lo > hi {
-        return Err(format!("\"{t}\" is reversed (LOW must not exceed HIGH)"));
-    }
-    Ok(PortRange { lo, hi })
+    knock_core::proto::parse_port_range(s)
+        .map(|(lo, hi)| PortRange { lo, hi })
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a sequence length: 1 to 32 knocks.
@@ -166,21 +159,11 @@ pub fn validity_line(c: &Current, spec: &RotatingSpec) -> String {
 
 /// Decodes a secret file's text: base64 with any whitespace, at least 32 bytes.
 pub fn decode_secret(text: &str, path: &Path) -> Result<Vec<u8>, RotatingError> {
-    let shown = path.display().to_string();
-    let compact: String = text.split_whitespace().collect();
-    let secret = STANDARD
-        .decode(compact.as_bytes())
-        .map_err(|e| RotatingError::Base64 {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-    if secret.len() < MIN_SECRET_BYTES {
-        return Err(RotatingError::Short {
-            path: shown,
-            len: secret.len(),
-        });
-    }
-    Ok(secret)
+    let path = path.display().to_string();
+    knock_core::rotate::decode_secret(text).map_err(|e| match e {
+        SecretError::NotBase64(reason) => RotatingError::Base64 { path, reason },
+        SecretError::TooShort(len) => RotatingError::Short { path, len },
+    })
 }
 
 /// `--new-secret`'s output for these random bytes.

@@ -84,6 +84,20 @@ pub struct Logger {
     inner: Mutex<Inner>,
 }
 
+/// Opens the targets' log file (append) and syslog; an error names the file.
+fn open_targets(targets: &LogTargets) -> io::Result<Option<File>> {
+    let file = match &targets.file {
+        Some(p) => Some(open_log(p).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot open log file {}: {e}", p.display()))
+        })?),
+        None => None,
+    };
+    if targets.syslog {
+        syslog_open();
+    }
+    Ok(file)
+}
+
 fn open_log(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
