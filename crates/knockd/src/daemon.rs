@@ -610,8 +610,13 @@ impl Daemon {
                     _ => None,
                 })
                 .unwrap_or_default();
+            let why = if self.settings.cli.example {
+                "--example".to_string()
+            } else {
+                format!("no -c and no {DEFAULT_CONFIG}")
+            };
             println!(
-                "knockd: no -c and no {DEFAULT_CONFIG}: running the built-in example door [example] on {ifs}.\n\
+                "knockd: {why}: running the built-in example door [example] on {ifs}.\n\
                  knockd: knock it from another terminal with:  knock {addr} {}\n\
                  knockd: (knockd --print-example shows its configuration; Ctrl-C stops)",
                 ports.join(" ")
