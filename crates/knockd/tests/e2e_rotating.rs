@@ -439,7 +439,9 @@ fn the_whole_range_reaches_the_daemon_and_strays_reset() {
 /// rotating door's range (1000 ports: its current sequence is necessarily in it) and an
 /// ascending static door next to it. The sweeps reach the rotating door's first knock (Stage
 /// 1 lines) but never open it, while the ascending static door falls to the sequential ones,
-/// which shows the sweeps are real. Bounded: `--max-rate`, `--max-retries 1`, `-c`, `timeout`.
+/// which shows the sweeps are real. Then four ascending passes over the door's range within
+/// its `seq_timeout` (which would open a matcher that did not reset on wrong in-range knocks).
+/// Bounded: `--max-rate`, `--max-retries 1`, `-c`, `timeout`.
 #[test]
 fn sequential_and_random_sweeps_never_open_a_rotating_door() {
     if !require_root() {
@@ -450,7 +452,10 @@ fn sequential_and_random_sweeps_never_open_a_rotating_door() {
     let marker = lab.path("ran");
     let doors = format!(
         "{}[weak]\n sequence = 21100,21500,21900\n tcpflags = syn\n seq_timeout = 20\n",
-        rot.conf(&marker_lines(&lab, "ran", "rot"))
+        rot.conf(&format!(
+            " seq_timeout = 30\n start_command = echo rot %IP% >> {}\n",
+            marker.display()
+        ))
     );
     let mut d = Knockd::start(&lab, &doors);
     let sweep = "20000-21999";
@@ -558,7 +563,7 @@ fn sequential_and_random_sweeps_never_open_a_rotating_door() {
 
     // Four ascending passes over the door's range within its seq_timeout: a matcher that
     // ignored wrong in-range knocks instead of resetting would advance one stage per pass.
-    let mut four = vec!["sh", "-c"];
+    let mut four = vec!["timeout", "60", "sh", "-c"];
     let script = format!(
         "for i in 1 2 3 4; do nmap -n -Pn -sS -r --max-retries 1 --max-rate 4000 -p 20000-20999 {dst1} || exit 1; done"
     );
@@ -575,8 +580,8 @@ fn sequential_and_random_sweeps_never_open_a_rotating_door() {
         started.elapsed()
     );
     assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "slower than seq_timeout"
+        started.elapsed() < Duration::from_secs(30),
+        "slower than the door's seq_timeout: this run shows nothing"
     );
     assert!((4001..=8001).contains(&matched), "{matched}");
     assert_eq!(
@@ -601,6 +606,77 @@ fn sequential_and_random_sweeps_never_open_a_rotating_door() {
     our_knock_s(&lab, 1, &args);
     d.wait_opened(c4(&lab, 1), "rot", 1);
     assert_eq!(wait_lines(&marker, 1), ["rot 198.18.1.2"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4b. The server's own outbound traffic.
+
+/// The default range 10000-60000 holds Linux's ephemeral ports (32768-60999): every segment a
+/// peer sends to one of the server's outbound connections is a packet to an in-range port.
+/// Without `tcpflags`, each resets that peer's knock attempt, so a client the server is
+/// downloading from cannot knock (here with 100 ms between knocks, which makes it certain);
+/// with `tcpflags = syn,!ack` those segments are ignored and the same knock opens. This is
+/// why docs/rotating.md recommends `tcpflags = syn,!ack` (or a range below 32768).
+#[test]
+fn outbound_traffic_in_the_range_resets_unless_tcpflags_syn() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let plain = Rot::new("plain", new_secret(&lab, "p.secret"), 4, (10000, 60000), 30);
+    let syn = Rot::new("syn", new_secret(&lab, "s.secret"), 4, (10000, 60000), 30);
+    let doors = format!(
+        "{}{}",
+        plain.conf(" seq_timeout = 10\n"),
+        syn.conf(" seq_timeout = 10\n tcpflags = syn,!ack\n")
+    );
+    let mut d = Knockd::start(&lab, &doors);
+
+    // Client 1 streams to the server for at most 20 s (about 5 MB/s); the server reads it on
+    // an outbound connection, from an ephemeral port.
+    let _sender = lab
+        .client(1)
+        .spawn(&[
+            "sh",
+            "-c",
+            "while :; do head -c 50000 /dev/zero; sleep 0.01; done | timeout 20 nc -N -l 2222",
+        ])
+        .unwrap();
+    assert!(
+        wait_until(T, || {
+            lab.client(1)
+                .run_stdout(&["ss", "-Hltn", "sport = :2222"])
+                .is_ok_and(|o| !o.trim().is_empty())
+        }),
+        "nc did not listen"
+    );
+    let _reader = lab
+        .server()
+        .spawn(&["sh", "-c", "timeout 20 nc -d 198.18.1.2 2222 > /dev/null"])
+        .unwrap();
+    let m0 = d.counter("packets_matched");
+    assert!(
+        wait_until(T, || d.counter("packets_matched") > m0 + 50),
+        "the stream's segments do not reach the matcher\n{}",
+        d.state()
+    );
+
+    let knock = |rot: &Rot| {
+        let mut a = vec!["-d".to_string(), "100".to_string()];
+        a.extend(rot.client_args());
+        a.push(s4(&lab, 1).to_string());
+        our_knock_s(&lab, 1, &a);
+    };
+    knock(&plain);
+    d.sync(&lab, 1, false);
+    assert_eq!(
+        d.opened(c4(&lab, 1), "plain"),
+        0,
+        "the stream's segments did not reset the attempt: this test shows nothing\n{}",
+        d.log_text()
+    );
+    knock(&syn);
+    d.wait_opened(c4(&lab, 1), "syn", 1);
 }
 
 // ---------------------------------------------------------------------------------------------
