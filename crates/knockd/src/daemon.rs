@@ -1109,6 +1109,8 @@ impl Daemon {
             self.logger
                 .log("the Interface option changed: restart knockd to listen elsewhere");
         }
+        // A rotating sequence used before the reload stays refused to other sources.
+        matcher.inherit_replay_memory(&self.matcher);
         self.doors = doors;
         self.matcher = matcher;
         let old = std::mem::replace(&mut self.spa, spa);

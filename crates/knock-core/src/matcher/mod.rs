@@ -825,6 +825,25 @@ impl Matcher {
         Ok(())
     }
 
+    /// Carries the replay memory of rotating doors over from `old`, the matcher a reload
+    /// replaces: each rotating door takes the openers of the first door of `old` with the same
+    /// spec (same secret and parameters, hence the same sequences), wherever it sits in the
+    /// list. Attempts in progress are not carried over.
+    pub fn inherit_replay_memory(&mut self, old: &Matcher) {
+        for door in &mut self.doors {
+            let Kind::Rotating(rot) = &mut door.kind else {
+                continue;
+            };
+            let prev = old.doors.iter().find_map(|d| match &d.kind {
+                Kind::Rotating(o) if o.spec == rot.spec => Some(o),
+                _ => None,
+            });
+            if let Some(o) = prev {
+                rot.openers = o.openers;
+            }
+        }
+    }
+
     /// Current counters.
     pub fn stats(&self) -> Stats {
         Stats {

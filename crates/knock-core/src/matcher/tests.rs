@@ -841,6 +841,36 @@ fn rotating_replay_from_another_source_is_refused() {
 }
 
 #[test]
+fn rotating_replay_memory_survives_a_reload() {
+    let t = rotate::current_step(UNIX, 30);
+    let seq = seq_of(t);
+    let mut h = rot_matcher(64);
+    let (a, b) = (src(1), src(2));
+    assert!(opened(&send(&mut h, 0, UNIX, a, &seq)));
+    // The reloaded configuration has a door before the same rotating door.
+    let mut h2 = H::new(
+        vec![
+            fixed(&[tcp(7000), tcp(9000)], 1000),
+            DoorRule::new(Pattern::Rotating(rot_spec()), 25_000),
+        ],
+        64,
+    );
+    h2.m.inherit_replay_memory(&h.m);
+    let replay = send(&mut h2, 1, UNIX, b, &seq);
+    assert_eq!(replay.last(), Some(&Outcome::Replay { src: b, door: 1 }));
+    assert_eq!(send(&mut h2, 2, UNIX, a, &seq).last(), Some(&open(a, 1)));
+    // Another secret makes other sequences: nothing to inherit.
+    let mut other = rot_spec();
+    other.secret[0] ^= 1;
+    let mut h3 = H::new(vec![DoorRule::new(Pattern::Rotating(other), 25_000)], 64);
+    h3.m.inherit_replay_memory(&h.m);
+    let Kind::Rotating(rot) = &h3.m.doors[0].kind else {
+        panic!()
+    };
+    assert!(rot.openers.iter().all(|o| !o.used));
+}
+
+#[test]
 fn rotating_replay_memory_is_bounded() {
     let mut h = rot_matcher(64);
     for k in 0..50u64 {
