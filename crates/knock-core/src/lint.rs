@@ -6,7 +6,7 @@
 //! listens is hit by ordinary clients, a TCP door without `tcpflags = syn` counts any TCP
 //! segment (RSTs, ACKs of unrelated traffic), and a single-port UDP door opens to any datagram.
 
-use crate::config::{Door, Trigger};
+use crate::config::{Door, RotatingConf, Trigger};
 use crate::proto::{Knock, Protocol};
 
 /// One warning about a door.
@@ -22,12 +22,23 @@ impl std::fmt::Display for Warning {
     }
 }
 
-/// Warnings about a door with a fixed sequence; `listening` tells whether a service listens on
-/// a (protocol, port) of this host.
-pub fn check_door(door: &Door, listening: &dyn Fn(Knock) -> bool) -> Vec<Warning> {
-    let Trigger::Sequence(seq) = &door.trigger else {
-        return Vec::new();
+/// What the checks need to know about the host.
+pub struct Host<'a> {
+    /// Whether a service listens on a (protocol, port) of this host.
+    pub listening: &'a dyn Fn(Knock) -> bool,
+    /// The host's ephemeral (local) port range, for outbound connections.
+    pub ephemeral: Option<(u16, u16)>,
+}
+
+/// Warnings about a door: weak fixed sequences, and rotating doors whose range catches the
+/// host's own traffic.
+pub fn check_door(door: &Door, host: &Host<'_>) -> Vec<Warning> {
+    let seq = match &door.trigger {
+        Trigger::Sequence(seq) => seq,
+        Trigger::Rotating(r) => return check_rotating(door, r, host),
+        _ => return Vec::new(),
     };
+    let listening = host.listening;
     let mut out = Vec::new();
     let mut warn = |message: String| {
         out.push(Warning {
@@ -84,6 +95,37 @@ pub fn check_door(door: &Door, listening: &dyn Fn(Knock) -> bool) -> Vec<Warning
     out
 }
 
+fn check_rotating(door: &Door, r: &RotatingConf, host: &Host<'_>) -> Vec<Warning> {
+    let mut out = Vec::new();
+    if r.protocol != Protocol::Tcp {
+        return out;
+    }
+    let syn_only = door.tcp_flags.must_set & crate::tcpflags::bits::SYN != 0
+        && door.tcp_flags.must_clear & crate::tcpflags::bits::ACK != 0;
+    if let Some((lo, hi)) = host.ephemeral
+        && r.port_lo <= hi
+        && lo <= r.port_hi
+        && !syn_only
+    {
+        out.push(Warning {
+            door: door.name.clone(),
+            message: format!(
+                "its port range {}-{} overlaps this host's ephemeral ports {lo}-{hi}: replies to \
+                 the host's own connections reach the door and reset their senders' knocks; set \
+                 \"tcpflags = syn,!ack\" or a range below {lo}",
+                r.port_lo, r.port_hi
+            ),
+        });
+    } else if door.tcp_flags.must_set & crate::tcpflags::bits::SYN == 0 {
+        out.push(Warning {
+            door: door.name.clone(),
+            message: "TCP knocks without \"tcpflags = syn\": any TCP segment (RST, ACK) counts as a knock"
+                .to_string(),
+        });
+    }
+    out
+}
+
 fn join(ports: &[u16]) -> String {
     ports
         .iter()
@@ -99,12 +141,15 @@ mod tests {
 
     fn warnings(conf: &str, listening: &[(u16, Protocol)]) -> Vec<String> {
         let c = parse(conf, "t").unwrap();
-        check_door(&c.doors[0], &|k: Knock| {
-            listening.contains(&(k.port, k.proto))
-        })
-        .into_iter()
-        .map(|w| w.to_string())
-        .collect()
+        let listening = |k: Knock| listening.contains(&(k.port, k.proto));
+        let host = Host {
+            listening: &listening,
+            ephemeral: Some((32768, 60999)),
+        };
+        check_door(&c.doors[0], &host)
+            .into_iter()
+            .map(|w| w.to_string())
+            .collect()
     }
 
     #[test]
@@ -154,7 +199,34 @@ mod tests {
     }
 
     #[test]
-    fn non_sequence_doors_are_not_checked() {
-        assert!(warnings("[r]\nsecret_file = s\n", &[]).is_empty());
+    fn spa_and_udp_rotating_doors_are_not_checked() {
+        assert!(warnings("[r]\nsecret_file = s\nprotocol = udp\n", &[]).is_empty());
+        assert!(warnings("[s]\nspa_key = k\nspa_hmac_key = h\nopen = tcp/22\n", &[]).is_empty());
+    }
+
+    #[test]
+    fn rotating_tcp_doors() {
+        // Default range 10000-60000 overlaps the ephemeral ports 32768-60999.
+        let w = warnings("[r]\nsecret_file = s\n", &[]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains(
+                "port range 10000-60000 overlaps this host's ephemeral ports 32768-60999"
+            ),
+            "{w:?}"
+        );
+        // syn,!ack makes the overlap harmless.
+        assert!(warnings("[r]\nsecret_file = s\ntcpflags = syn,!ack\n", &[]).is_empty());
+        // Below the ephemeral range, only the missing syn rule is worth a word.
+        let w = warnings("[r]\nsecret_file = s\nport_range = 10000-32767\n", &[]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("tcpflags = syn"), "{w:?}");
+        assert!(
+            warnings(
+                "[r]\nsecret_file = s\nport_range = 10000-32767\ntcpflags = syn\n",
+                &[]
+            )
+            .is_empty()
+        );
     }
 }

@@ -583,7 +583,11 @@ impl Daemon {
     fn lint(&self) {
         let listening = crate::listening::listening();
         for door in &self.doors.config.doors {
-            for w in knock_core::lint::check_door(door, &|k| listening.contains(&k)) {
+            let host = knock_core::lint::Host {
+                listening: &|k| listening.contains(&k),
+                ephemeral: crate::listening::ephemeral_ports(),
+            };
+            for w in knock_core::lint::check_door(door, &host) {
                 self.logger.warn(&w.to_string());
             }
         }

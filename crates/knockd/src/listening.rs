@@ -21,6 +21,16 @@ pub fn listening() -> HashSet<Knock> {
     out
 }
 
+/// The host's ephemeral port range (`net.ipv4.ip_local_port_range`, also used for IPv6).
+pub fn ephemeral_ports() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) if lo <= hi => Some((lo, hi)),
+        _ => None,
+    }
+}
+
 /// Parses one /proc/net table: local ports of sockets in `state`.
 fn parse(text: &str, proto: Protocol, state: &str) -> Vec<Knock> {
     text.lines()

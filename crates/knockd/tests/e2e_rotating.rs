@@ -885,8 +885,15 @@ fn weak_static_doors_are_warned_about_at_startup() {
     // A service listening on a knock port, started before the daemon.
     let _service = lab.server().tcp_service(7022).unwrap();
     let rot = Rot::new("rot", new_secret(&lab, "rot.secret"), 4, (10000, 60000), 30);
+    let rotgood = Rot::new(
+        "rotgood",
+        new_secret(&lab, "rotgood.secret"),
+        4,
+        (10000, 60000),
+        30,
+    );
     let text = format!(
-        "{}\
+        "{}{}\
 [asc]\n sequence = 7000,8000,9000\n tcpflags = syn\n\
 [short]\n sequence = 8100,7100\n tcpflags = syn\n\
 [busy]\n sequence = 7022,7300,7200\n tcpflags = syn\n\
@@ -896,6 +903,7 @@ fn weak_static_doors_are_warned_about_at_startup() {
 [goodudp]\n sequence = 5001:udp,5003:udp,5002:udp\n\
 {}",
         options(&lab),
+        rotgood.conf(" tcpflags = syn,!ack\n"),
         rot.conf("")
     );
     let mut d = Knockd::start_text(&lab, &text);
@@ -950,9 +958,15 @@ fn weak_static_doors_are_warned_about_at_startup() {
     );
     expect("good", &[]);
     expect("goodudp", &[]);
-    expect("rot", &[]);
+    // A rotating TCP door whose range overlaps the ephemeral ports counts replies to the
+    // host's own connections unless it asks for syn,!ack.
+    expect(
+        "rot",
+        &["its port range 10000-60000 overlaps this host's ephemeral ports"],
+    );
+    expect("rotgood", &[]);
     // Every warning belongs to one of those doors.
-    assert_eq!(warnings.len(), 1 + 2 + 1 + 1 + 2, "{log}");
+    assert_eq!(warnings.len(), 1 + 2 + 1 + 1 + 2 + 1, "{log}");
     // Not -v: the warnings are on stderr too.
     let out = d.child.log();
     for w in &warnings {
