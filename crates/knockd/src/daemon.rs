@@ -1014,7 +1014,10 @@ impl Daemon {
         if needs_grants(&doors.config) {
             if self.grants.is_none() {
                 match open_grants(&doors.config) {
-                    Ok(g) => self.grants = g.map(|(b, _)| b),
+                    Ok(g) => {
+                        self.reapply_at = g.as_ref().and_then(|(_, rs)| rs.reapply_at);
+                        self.grants = g.map(|(b, _)| b);
+                    }
                     Err(e) => disable_grant_doors(&doors, &mut matcher, &mut spa, &self.logger, &e),
                 }
             } else if let Some(backend) = &self.grants {
@@ -1029,6 +1032,14 @@ impl Daemon {
                         &e.to_string(),
                     );
                 }
+            }
+        } else if let Some(backend) = &self.grants {
+            // No door has `open =` any more: protect nothing (live grants expire by themselves),
+            // rather than keep ports closed that no door can open.
+            let ruleset = GrantRuleset::from_config(&doors.config, &ScheduleClock::system());
+            self.reapply_at = ruleset.reapply_at;
+            if let Err(e) = backend.apply(&ruleset) {
+                self.logger.error(&format!("nftables: {e}"));
             }
         }
         let watches = doors::watches(&doors, matcher.watched());
