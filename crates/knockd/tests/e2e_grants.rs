@@ -44,11 +44,17 @@ fn knock_opens_for_the_knocker_only_and_expires_while_sessions_survive() {
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
     let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(4, "")));
-    assert!(d.wait_log("nftables: created table inet knockd").contains("created"));
+    assert!(
+        d.wait_log("nftables: created table inet knockd")
+            .contains("created")
+    );
 
     assert!(cannot(&lab, 1, false, PORT), "client 1 before any knock");
     assert!(cannot(&lab, 2, false, PORT), "client 2 before any knock");
-    assert!(cannot(&lab, 1, true, PORT), "client 1 (IPv6) before any knock");
+    assert!(
+        cannot(&lab, 1, true, PORT),
+        "client 1 (IPv6) before any knock"
+    );
 
     knock(&lab, 1, false);
     let line = d.wait_log(&granted_line(&lab, 1, false));
@@ -92,7 +98,10 @@ fn knock_opens_for_the_knocker_only_and_expires_while_sessions_survive() {
         at >= Duration::from_millis(3000) && at <= Duration::from_millis(5500),
         "expired {at:?} after the grant (open_timeout 4 s; polled {closed:?})"
     );
-    assert!(cannot(&lab, 1, false, PORT), "new connections after the grant");
+    assert!(
+        cannot(&lab, 1, false, PORT),
+        "new connections after the grant"
+    );
     assert!(d.status_grants().is_empty(), "--status after expiry");
     // ...while the session opened during the grant goes on.
     roundtrip(&mut live, "after the grant ended").unwrap();
@@ -121,7 +130,9 @@ fn a_second_knock_refreshes_the_grant_without_duplicates() {
     let mut args = vec![server.as_str()];
     args.extend(SEQ);
     knock_ours(&lab, 1, &args);
-    let line = d.wait_log(&format!("198.18.1.2: ssh: refreshed grant of tcp/{PORT} for 5 s"));
+    let line = d.wait_log(&format!(
+        "198.18.1.2: ssh: refreshed grant of tcp/{PORT} for 5 s"
+    ));
     let t1 = Instant::now();
     assert_eq!(d.count("198.18.1.2: ssh: OPEN SESAME"), 2, "{line}");
 
@@ -139,7 +150,10 @@ fn a_second_knock_refreshes_the_grant_without_duplicates() {
     // Still open past the first grant's end (t0 + 5 s), closed after the refreshed one.
     let first_end = t0 + Duration::from_millis(5500);
     std::thread::sleep(first_end.saturating_duration_since(Instant::now()));
-    assert!(can(&lab, 1, false, PORT), "open after the first grant's end");
+    assert!(
+        can(&lab, 1, false, PORT),
+        "open after the first grant's end"
+    );
     assert!(
         time_until(Duration::from_secs(6), || grants(&lab, false).is_empty()).is_some(),
         "the refreshed grant expires"
@@ -168,7 +182,10 @@ fn kill_9_keeps_the_grant_in_the_kernel_and_a_restart_adopts_it() {
     d.child.kill(); // SIGKILL, reaped
     // Dead daemon: the grant still works, protected ports stay closed to others.
     assert!(can(&lab, 1, false, PORT), "grant alive after kill -9");
-    assert!(cannot(&lab, 2, false, PORT), "still protected with knockd dead");
+    assert!(
+        cannot(&lab, 2, false, PORT),
+        "still protected with knockd dead"
+    );
     roundtrip(&mut live, "daemon dead").unwrap();
     let elems = grants(&lab, false);
     assert_eq!(elems.len(), 1, "{elems:?}");
@@ -179,9 +196,16 @@ fn kill_9_keeps_the_grant_in_the_kernel_and_a_restart_adopts_it() {
     let line = d2.wait_log("nftables: adopted table inet knockd with 1 live grant(s)");
     assert!(line.contains("1 live grant"), "{line}");
     roundtrip(&mut live, "after the restart").unwrap();
-    assert!(cannot(&lab, 2, false, PORT), "still protected after the restart");
+    assert!(
+        cannot(&lab, 2, false, PORT),
+        "still protected after the restart"
+    );
     let st = d2.status_grants();
-    assert_eq!(st.len(), 1, "the restarted daemon lists the adopted grant: {st:?}");
+    assert_eq!(
+        st.len(),
+        1,
+        "the restarted daemon lists the adopted grant: {st:?}"
+    );
     assert_eq!(st[0].0, "198.18.1.2");
 
     // Expires on the kernel's schedule, not reset by the restart.
@@ -221,7 +245,10 @@ fn an_ipv6_knock_opens_for_the_ipv6_address_only() {
     assert!(grants(&lab, false).is_empty(), "no IPv4 grant");
     let mut s = session(&lab, 1, true, PORT);
     roundtrip(&mut s, "over IPv6").unwrap();
-    assert!(cannot(&lab, 1, false, PORT), "client 1's IPv4 address is not granted");
+    assert!(
+        cannot(&lab, 1, false, PORT),
+        "client 1's IPv4 address is not granted"
+    );
     assert!(cannot(&lab, 2, true, PORT), "client 2 over IPv6");
     assert!(cannot(&lab, 2, false, PORT), "client 2 over IPv4");
     let st = d.status_grants();
@@ -235,8 +262,12 @@ fn an_ipv6_knock_opens_for_the_ipv6_address_only() {
 /// (the window may cross midnight: it then starts on the start's day).
 fn window(from_min: i64, to_min: i64) -> String {
     let now = jiff::Zoned::now();
-    let a = now.checked_add(jiff::SignedDuration::from_mins(from_min)).unwrap();
-    let b = now.checked_add(jiff::SignedDuration::from_mins(to_min)).unwrap();
+    let a = now
+        .checked_add(jiff::SignedDuration::from_mins(from_min))
+        .unwrap();
+    let b = now
+        .checked_add(jiff::SignedDuration::from_mins(to_min))
+        .unwrap();
     format!(
         "{} {}-{}",
         a.strftime("%a"),
@@ -264,8 +295,14 @@ fn a_scheduled_door_is_open_inside_its_window_for_its_sources_only() {
     d.assert_running();
 
     assert!(can(&lab, 1, false, now_port), "inside the window, in from");
-    assert!(can(&lab, 1, true, now_port), "inside the window, in from (IPv6)");
-    assert!(cannot(&lab, 2, false, now_port), "inside the window, not in from");
+    assert!(
+        can(&lab, 1, true, now_port),
+        "inside the window, in from (IPv6)"
+    );
+    assert!(
+        cannot(&lab, 2, false, now_port),
+        "inside the window, not in from"
+    );
     assert!(cannot(&lab, 2, true, now_port), "not in from (IPv6)");
     assert!(cannot(&lab, 1, false, later_port), "outside the window");
     assert!(cannot(&lab, 2, false, later_port), "outside the window");
@@ -328,12 +365,18 @@ fn sighup_keeps_grants_and_applies_the_new_ruleset() {
     d.wait_log("re-reading config file");
     // The new ruleset is in (2225 protected now), the grant is still there.
     assert!(
-        wait_until(T, || nft(&lab, &["list", "set", "inet", "knockd", "protected"])
-            .contains("2225")),
+        wait_until(T, || nft(
+            &lab,
+            &["list", "set", "inet", "knockd", "protected"]
+        )
+        .contains("2225")),
         "{}",
         d.state()
     );
-    assert!(cannot(&lab, 2, false, 2225), "2225 protected after the reload");
+    assert!(
+        cannot(&lab, 2, false, 2225),
+        "2225 protected after the reload"
+    );
     let st = d.status_grants();
     assert_eq!(st.len(), 1, "grant kept across SIGHUP: {st:?}");
     assert_eq!(st[0].0, "198.18.1.2");
@@ -364,7 +407,10 @@ fn nft_cleanup_decides_whether_sigterm_removes_the_table() {
     assert_eq!(tables(&lab), ["inet knockd"]);
     assert_eq!(grants(&lab, false).len(), 1);
     assert!(can(&lab, 1, false, PORT), "grant kept after a clean stop");
-    assert!(cannot(&lab, 2, false, PORT), "still protected after a clean stop");
+    assert!(
+        cannot(&lab, 2, false, PORT),
+        "still protected after a clean stop"
+    );
 
     // With Nft_Cleanup = yes: SIGTERM removes the table, grants and protection with it.
     let conf = lab
@@ -378,7 +424,10 @@ fn nft_cleanup_decides_whether_sigterm_removes_the_table() {
     let st = d.stop_with(libc::SIGTERM);
     assert!(st.success(), "{st}\n{}", d.state());
     assert!(tables(&lab).is_empty(), "{:?}", tables(&lab));
-    assert!(can(&lab, 2, false, PORT), "nothing protects the port any more");
+    assert!(
+        can(&lab, 2, false, PORT),
+        "nothing protects the port any more"
+    );
 }
 
 const USER_RULESET: &str = "\
@@ -414,13 +463,19 @@ fn nft_chain_mode_opens_through_the_users_policy_drop_chain() {
     let chain = nft(&lab, &["list", "chain", "inet", "filter", "input"]);
     assert_eq!(chain.matches("jump knockd_input").count(), 1, "{chain}");
     assert!(cannot(&lab, 1, false, PORT));
-    assert!(can(&lab, 1, false, 2226), "unrelated user rules still apply");
+    assert!(
+        can(&lab, 1, false, 2226),
+        "unrelated user rules still apply"
+    );
 
     knock(&lab, 1, false);
     d.wait_log(&granted_line(&lab, 1, false));
     let mut s = session(&lab, 1, false, PORT);
     roundtrip(&mut s, "through the user's chain").unwrap();
-    assert!(cannot(&lab, 2, false, PORT), "the user's policy still drops client 2");
+    assert!(
+        cannot(&lab, 2, false, PORT),
+        "the user's policy still drops client 2"
+    );
     let elems = set_elements(&lab, "inet", "filter", "knockd_grants4");
     assert_eq!(elems.len(), 1, "{elems:?}");
     let st = d.status_grants();
@@ -433,7 +488,10 @@ fn nft_chain_mode_opens_through_the_users_policy_drop_chain() {
     let table = nft(&lab, &["list", "table", "inet", "filter"]);
     assert!(!table.contains("knockd"), "{table}");
     assert!(table.contains("tcp dport 2226 accept"), "{table}");
-    assert!(cannot(&lab, 1, false, PORT), "back to the user's policy drop");
+    assert!(
+        cannot(&lab, 1, false, PORT),
+        "back to the user's policy drop"
+    );
     assert!(can(&lab, 1, false, 2226));
     roundtrip(&mut s, "established still accepted by the user's chain").unwrap();
 }
@@ -451,7 +509,9 @@ fn without_nftables_open_doors_are_refused_and_command_doors_work() {
         knock_door(30, ""),
         s(&marker)
     );
-    let conf = lab.write_file("knockd.conf", &config(&lab, "", &doors)).unwrap();
+    let conf = lab
+        .write_file("knockd.conf", &config(&lab, "", &doors))
+        .unwrap();
     // root without CAP_NET_ADMIN (capture needs only CAP_NET_RAW).
     let mut d = Knockd::start_conf(
         &lab,
@@ -511,7 +571,8 @@ fn a_reload_without_open_doors_stops_protecting_the_ports() {
     d.sync(&lab, 2, false);
     // No door protects tcp/2222 any more: it must not stay closed with no way to open it.
     assert!(
-        wait_until(T, || !nft(&lab, &["list", "ruleset"]).contains(&format!("tcp . {PORT}"))),
+        wait_until(T, || !nft(&lab, &["list", "ruleset"])
+            .contains(&format!("tcp . {PORT}"))),
         "tcp/{PORT} still in knockd's protected set after a reload without open doors:\n{}",
         nft(&lab, &["list", "ruleset"])
     );

@@ -224,7 +224,10 @@ impl Knockd {
         self.child.signal(sig).unwrap();
         match self.child.wait_timeout(T).unwrap() {
             Some(st) => st,
-            None => panic!("knockd still running {T:?} after signal {sig}\n{}", self.state()),
+            None => panic!(
+                "knockd still running {T:?} after signal {sig}\n{}",
+                self.state()
+            ),
         }
     }
 }
@@ -347,8 +350,7 @@ pub fn can(lab: &Lab, k: usize, v6: bool, port: u16) -> bool {
 
 /// Whether a new TCP connection from client `k` to `port` fails (dropped or refused).
 pub fn cannot(lab: &Lab, k: usize, v6: bool, port: u16) -> bool {
-    !lab.client(k)
-        .tcp_connect_ok(lab.server_ip(k, v6), port, NO)
+    !lab.client(k).tcp_connect_ok(lab.server_ip(k, v6), port, NO)
 }
 
 /// A TCP echo service on `[::]:port` in a namespace; its connections stay open until the
