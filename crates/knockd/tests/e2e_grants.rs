@@ -579,3 +579,75 @@ fn a_reload_without_open_doors_stops_protecting_the_ports() {
     assert!(can(&lab, 2, false, PORT), "the port is reachable again");
     d.assert_running();
 }
+
+#[test]
+fn a_restart_without_open_doors_stops_protecting_the_ports() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let _echo = Echo::start(lab.server(), PORT);
+    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(30, "")));
+    knock(&lab, 1, false);
+    d.wait_log(&granted_line(&lab, 1, false));
+    let st = d.stop_with(libc::SIGTERM);
+    assert!(st.success(), "{st}\n{}", d.state());
+    assert!(
+        cannot(&lab, 2, false, PORT),
+        "protected while knockd is stopped"
+    );
+
+    // The admin removes the door's open = and starts knockd again.
+    let doors = format!(
+        "[ssh]\n sequence = {}\n tcpflags = syn\n command = true\n",
+        SEQ.join(",")
+    );
+    let conf = lab
+        .write_file("knockd.conf", &config(&lab, "", &doors))
+        .unwrap();
+    let mut d = Knockd::start_conf(&lab, &conf, &[]);
+    d.sync(&lab, 2, false);
+    assert!(
+        wait_until(T, || !nft(&lab, &["list", "ruleset"])
+            .contains(&format!("tcp . {PORT}"))),
+        "tcp/{PORT} still protected by a previous run's table although no door opens it:\n{}\n{}",
+        nft(&lab, &["list", "ruleset"]),
+        d.state()
+    );
+    assert!(can(&lab, 2, false, PORT), "the port is reachable again");
+    // The previous run's grant is still listed until it expires.
+    assert_eq!(d.status_grants().len(), 1);
+}
+
+#[test]
+fn grant_durations_nftables_cannot_hold_are_refused_at_startup() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    for (door, what) in [
+        (knock_door(0, ""), "open_timeout = 0"),
+        (knock_door(31 * 86_400, ""), "open_timeout = 2678400"),
+        (
+            format!(
+                "[spa]\n spa_key_base64 = {}\n spa_hmac_key_base64 = {}\n open = tcp/{PORT}\n max_open_timeout = 0\n",
+                random_key_b64(32),
+                random_key_b64(64)
+            ),
+            "max_open_timeout = 0",
+        ),
+    ] {
+        let conf = lab
+            .write_file("knockd.conf", &config(&lab, "", &door))
+            .unwrap();
+        let mut d = Knockd::spawn(&lab, &conf, &[]);
+        let st = d.child.wait_timeout(T).unwrap();
+        let out = d.child.log();
+        assert!(
+            st.is_some_and(|s| !s.success()),
+            "knockd must refuse {what:?} (every grant would fail at run time): {st:?}\n{}",
+            d.state()
+        );
+        assert!(out.contains(what), "the message names {what:?}: {out}");
+    }
+}
