@@ -329,6 +329,34 @@ fn open_grants(config: &Config) -> Result<Option<(NftBackend, GrantRuleset)>, St
     Ok(Some((backend, ruleset)))
 }
 
+/// No door needs nftables: warn if a previous run left knockd's table behind, since it still
+/// drops traffic to the ports it protected and no door can open them any more. It is left
+/// alone (another knockd may use it); nothing is said when nftables cannot be used.
+fn warn_leftover_table(config: &Config, logger: &Logger) {
+    let Ok(backend) = NftBackend::open(NftConfig::from_config(config)) else {
+        return;
+    };
+    let Some(n) = backend.adopted() else {
+        return;
+    };
+    let target = &backend.config().target;
+    let names = target.names();
+    let how = match target {
+        crate::grants::Target::Table { .. } => {
+            format!("nft delete table {} {}", names.family, names.table)
+        }
+        crate::grants::Target::UserChain(_) => format!(
+            "remove knockd's jump rule, chain {} and sets from table {} {}",
+            names.chain, names.family, names.table
+        ),
+    };
+    logger.warn(&format!(
+        "nftables: {target} still holds knockd's ruleset of a previous run ({n} live grant(s)): \
+         it keeps dropping the ports it protects, but no door has open = any more; \
+         if that is not wanted: {how}"
+    ));
+}
+
 /// nftables cannot be used: the doors whose `open =` needs it are refused (disabled), the
 /// others run.
 fn disable_grant_doors(
@@ -398,7 +426,10 @@ async fn run(
             }
             (Some(backend), ruleset.reapply_at)
         }
-        Ok(None) => (None, None),
+        Ok(None) => {
+            warn_leftover_table(&doors.config, &logger);
+            (None, None)
+        }
         Err(e) => {
             disable_grant_doors(&doors, &mut matcher, &mut spa, &logger, &e);
             (None, None)
