@@ -47,17 +47,23 @@ fn doors(n: usize) -> Vec<DoorRule> {
         .collect()
 }
 
-/// (name, doors, percentage of events that are new first knocks)
-const CASES: [(&str, usize, u64); 4] = [
-    ("mix_1door", 1, 50),
-    ("lookup_1door", 1, 0),
-    ("first_knock_1door", 1, 100),
-    ("mix_3doors", 3, 50),
+/// (name, doors, percentage of events that are new first knocks, events per call)
+///
+/// With a batch size of 1 each event goes through `Matcher::process`; larger batches go
+/// through `Matcher::process_batch`, as the daemon does with the frames of one capture
+/// wake-up. Times are always per event.
+const CASES: [(&str, usize, u64, usize); 6] = [
+    ("mix_1door", 1, 50, 1),
+    ("mix_1door_batch64", 1, 50, 64),
+    ("lookup_1door", 1, 0, 1),
+    ("first_knock_1door", 1, 100, 1),
+    ("mix_3doors", 3, 50, 1),
+    ("mix_3doors_batch64", 3, 50, 64),
 ];
 
 fn per_event(c: &mut Criterion) {
     let only = std::env::var("MATCHER_BENCH_CASE").ok();
-    for (name, ndoors, new_pct) in CASES {
+    for (name, ndoors, new_pct, batch) in CASES {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
@@ -79,23 +85,45 @@ fn per_event(c: &mut Criterion) {
             let mut next_new = sources as u64;
             let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
             let mut now = 0u64;
+            let mut next_event = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                now += 1;
+                if (x >> 40) % 100 >= new_pct {
+                    let back = (x >> 1) % sources as u64;
+                    ev(now / 1_000_000, src(next_new - 1 - back), SECOND)
+                } else {
+                    next_new += 1;
+                    ev(now / 1_000_000, src(next_new - 1), FIRST)
+                }
+            };
+            let mut events: Vec<Event> = Vec::with_capacity(batch);
             g.bench_function(BenchmarkId::from_parameter(tracked), |b| {
-                b.iter(|| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    now += 1;
-                    let e = if (x >> 40) % 100 >= new_pct {
-                        let back = (x >> 1) % sources as u64;
-                        ev(now / 1_000_000, src(next_new - 1 - back), SECOND)
-                    } else {
-                        next_new += 1;
-                        ev(now / 1_000_000, src(next_new - 1), FIRST)
-                    };
-                    out.clear();
-                    m.process(black_box(&e), &mut out);
-                    black_box(out.len())
-                })
+                if batch == 1 {
+                    b.iter(|| {
+                        let e = next_event();
+                        out.clear();
+                        m.process(black_box(&e), &mut out);
+                        black_box(out.len())
+                    })
+                } else {
+                    // One measured iteration = one event, processed in batches.
+                    b.iter_custom(|iters| {
+                        let start = std::time::Instant::now();
+                        let mut left = iters;
+                        while left > 0 {
+                            let n = left.min(batch as u64);
+                            left -= n;
+                            events.clear();
+                            events.extend((0..n).map(|_| next_event()));
+                            out.clear();
+                            m.process_batch(black_box(&events), &mut out);
+                            black_box(out.len());
+                        }
+                        start.elapsed()
+                    })
+                }
             });
             let st = m.stats();
             assert_eq!(st.tracked, sources * ndoors);

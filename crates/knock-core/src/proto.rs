@@ -75,6 +75,30 @@ pub fn parse_port(s: &str) -> Result<u16, BadPort> {
     t.parse::<u16>().map_err(|_| BadPort(t.to_string()))
 }
 
+/// Error of [`parse_port_range`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortRangeError {
+    #[error("\"{0}\" is not LOW-HIGH (e.g. 10000-60000)")]
+    Shape(String),
+    #[error(transparent)]
+    Port(#[from] BadPort),
+    #[error("\"{0}\" is reversed (LOW must not exceed HIGH)")]
+    Reversed(String),
+}
+
+/// Parses an inclusive port range `LOW-HIGH` (`10000-60000`), LOW <= HIGH.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), PortRangeError> {
+    let t = s.trim();
+    let (a, b) = t
+        .split_once('-')
+        .ok_or_else(|| PortRangeError::Shape(t.to_string()))?;
+    let (lo, hi) = (parse_port(a)?, parse_port(b)?);
+    if lo > hi {
+        return Err(PortRangeError::Reversed(t.to_string()));
+    }
+    Ok((lo, hi))
+}
+
 /// One knock: a destination port and the protocol to hit it with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Knock {
@@ -173,6 +197,24 @@ mod tests {
         for bad in ["", "-1", "65536", "notaport", "12a", "+5", "1.5"] {
             assert_eq!(parse_port(bad), Err(BadPort(bad.into())), "{bad}");
         }
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range(" 10000-60000 "), Ok((10000, 60000)));
+        assert_eq!(parse_port_range("5-5"), Ok((5, 5)));
+        assert_eq!(
+            parse_port_range("9-5"),
+            Err(PortRangeError::Reversed("9-5".into()))
+        );
+        assert_eq!(
+            parse_port_range("95"),
+            Err(PortRangeError::Shape("95".into()))
+        );
+        assert_eq!(
+            parse_port_range("1-70000"),
+            Err(PortRangeError::Port(BadPort("70000".into())))
+        );
     }
 
     #[test]

@@ -18,6 +18,34 @@ use sha2::Sha256;
 /// Domain separation label hashed before the step number.
 pub const LABEL: &[u8] = b"knock-seq-v1";
 
+/// Smallest secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Why a secret file's text is not a usable secret (the caller names the file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("is not base64: {0}")]
+    NotBase64(String),
+    #[error(
+        "holds {0} bytes, at least {MIN_SECRET_BYTES} are needed (create one with `knock --new-secret`)"
+    )]
+    TooShort(usize),
+}
+
+/// Decodes a secret file's text: standard base64, whitespace (line breaks) ignored, at least
+/// [`MIN_SECRET_BYTES`] bytes. The daemon's doors and the client read secrets through this.
+pub fn decode_secret(text: &str) -> Result<Vec<u8>, SecretError> {
+    use base64::Engine as _;
+    let compact: String = text.split_whitespace().collect();
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| SecretError::NotBase64(e.to_string()))?;
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(SecretError::TooShort(secret.len()));
+    }
+    Ok(secret)
+}
+
 /// Longest rotating sequence accepted (the same limit as knockd's fixed sequences).
 pub const MAX_LENGTH: usize = 32;
 

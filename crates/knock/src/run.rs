@@ -1,19 +1,27 @@
-//! The program: parse, resolve once, knock, map failures to messages and exit codes.
+//! The program: parse, validate, run the chosen mode, map failures to messages and exit codes.
 //!
 //! Exit status: 0 when the sequence was sent (with `--both`: sent completely over at least one
-//! family), 1 on any error (usage errors included, as with the classic client).
+//! family), the SPA packet sent, or the requested text printed; 1 on any error (usage errors
+//! included, as with the classic client).
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use knock_core::proto::Knock;
 
 use crate::cli::{Cli, KnockPlan, Mode};
+use crate::env::SystemEnv;
 use crate::resolve::{resolve, select_targets};
-use crate::send::{Hitter, SocketHitter, check_supported};
+use crate::rotating::{
+    self, NEW_SECRET_BYTES, RotatingAction, RotatingPlan, new_secret_text, ports_line,
+    validity_line,
+};
+use crate::send::{DatagramSender, Hitter, SocketHitter, check_supported};
 use crate::services::Services;
+use crate::spa::{KEYGEN_HMAC_KEY_LEN, KEYGEN_KEY_LEN, SpaPlan, keygen_text};
 
 /// Entry point: returns the process exit code.
 pub fn main() -> ExitCode {
@@ -28,18 +36,59 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    let mode = match cli.into_mode(&Services::system()) {
-        Ok(mode) => mode,
+    let inv = match cli.into_mode(&Services::system(), &SystemEnv) {
+        Ok(inv) => inv,
         Err(e) => return fail(&e),
     };
-    match mode {
+    for w in &inv.warnings {
+        eprintln!("knock: warning: {w}");
+    }
+    match inv.mode {
         Mode::Knock(plan) => run_knock(&plan),
+        Mode::Spa(plan) => run_spa(&plan),
+        Mode::Rotating(plan) => run_rotating(&plan),
+        Mode::SpaKeygen => match (random::<KEYGEN_KEY_LEN>(), random::<KEYGEN_HMAC_KEY_LEN>()) {
+            (Ok(k), Ok(h)) => print_out(&keygen_text(&k, &h)),
+            (Err(e), _) | (_, Err(e)) => fail(&e),
+        },
+        Mode::NewSecret => match random::<NEW_SECRET_BYTES>() {
+            Ok(b) => print_out(&new_secret_text(&b)),
+            Err(e) => fail(&e),
+        },
     }
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("knock: {e}");
     ExitCode::FAILURE
+}
+
+fn print_out(text: &str) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("cannot write to stdout: {e}")),
+    }
+}
+
+/// The operating system's randomness failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot get random bytes from the operating system: {0}")]
+pub struct RandomError(getrandom::Error);
+
+/// `N` bytes from the operating system's CSPRNG.
+fn random<const N: usize>() -> Result<[u8; N], RandomError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(RandomError)?;
+    Ok(b)
+}
+
+/// Unix seconds now.
+fn now_unix() -> Result<u64, String> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| "the system clock is set before 1970".to_string())
 }
 
 fn run_knock(plan: &KnockPlan) -> ExitCode {
@@ -66,6 +115,117 @@ fn run_knock(plan: &KnockPlan) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn run_rotating(plan: &RotatingPlan) -> ExitCode {
+    let now = match now_unix() {
+        Ok(n) => n,
+        Err(e) => return fail(&e),
+    };
+    let cur = match rotating::current(&plan.spec, now) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    match &plan.action {
+        RotatingAction::Print => {
+            eprintln!("{}", validity_line(&cur, &plan.spec));
+            print_out(&format!("{}\n", ports_line(&cur.ports)))
+        }
+        RotatingAction::Knock(template) => {
+            if template.verbose {
+                eprintln!(
+                    "rotating sequence {} ({}), {}",
+                    ports_line(&cur.ports),
+                    plan.spec.proto,
+                    validity_line(&cur, &plan.spec)
+                );
+            }
+            let kp = KnockPlan {
+                knocks: cur
+                    .ports
+                    .iter()
+                    .map(|&p| Knock::new(p, plan.spec.proto))
+                    .collect(),
+                ..template.clone()
+            };
+            run_knock(&kp)
+        }
+    }
+}
+
+fn run_spa(plan: &SpaPlan) -> ExitCode {
+    if let Err(e) = check_supported(&plan.bind) {
+        return fail(&e);
+    }
+    let target = match resolve(&plan.host)
+        .and_then(|addrs| select_targets(&plan.host, &addrs, plan.family, &plan.bind))
+    {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    let Some(&target) = target.first() else {
+        return fail(&format!(
+            "cannot resolve host \"{}\": no address",
+            plan.host
+        ));
+    };
+    let now = match now_unix() {
+        Ok(n) => n,
+        Err(e) => return fail(&e),
+    };
+    let (rand, salt) = match (random::<16>(), random::<8>()) {
+        (Ok(r), Ok(s)) => (r, s),
+        (Err(e), _) | (_, Err(e)) => return fail(&e),
+    };
+    let mut sender = SocketHitter::new(plan.bind.clone());
+    match send_spa(
+        plan,
+        target,
+        now,
+        rand,
+        salt,
+        &mut sender,
+        &mut io::stdout().lock(),
+    ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Builds the request of `plan` at `now` with the given randomness and sends it to `target`
+/// (its port replaced by the plan's). With `-v`, describes it on `out` (never the keys).
+pub fn send_spa(
+    plan: &SpaPlan,
+    target: SocketAddr,
+    now: u64,
+    rand: [u8; 16],
+    salt: [u8; 8],
+    sender: &mut dyn DatagramSender,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let wire = plan
+        .packet(now, rand, salt)
+        .map_err(|e| format!("cannot build the SPA packet: {e}"))?;
+    let mut to = target;
+    to.set_port(plan.port);
+    if plan.verbose {
+        let _ = writeln!(out, "{}", plan.describe());
+        let _ = writeln!(
+            out,
+            "sending {} bytes to udp {}:{}",
+            wire.len(),
+            to.ip(),
+            to.port()
+        );
+        let _ = out.flush();
+    }
+    sender.send_datagram(to, wire.as_bytes()).map_err(|e| {
+        format!(
+            "cannot send the SPA packet to udp {}:{}: {e}",
+            to.ip(),
+            to.port()
+        )
+    })
 }
 
 /// Sends the plan's knocks to every target, port by port: each port is hit on every target
@@ -200,6 +360,125 @@ mod tests {
     }
 
     use Protocol::{Tcp, Udp};
+
+    /// Records datagrams; fails when `fail` is set.
+    #[derive(Default)]
+    struct FakeUdp {
+        sent: Vec<(SocketAddr, Vec<u8>)>,
+        fail: bool,
+    }
+
+    impl DatagramSender for FakeUdp {
+        fn send_datagram(&mut self, target: SocketAddr, payload: &[u8]) -> Result<(), HitError> {
+            if self.fail {
+                return Err(HitError {
+                    step: Step::Send,
+                    source: io::Error::other("Network is unreachable"),
+                });
+            }
+            self.sent.push((target, payload.to_vec()));
+            Ok(())
+        }
+    }
+
+    fn spa_plan(verbose: bool) -> crate::spa::SpaPlan {
+        use knock_core::proto::ProtoPort;
+        use knock_core::spa::{HmacDigest, SpaKeys};
+        crate::spa::SpaPlan {
+            host: "h".into(),
+            family: Family::First,
+            bind: BindOptions::default(),
+            port: 62201,
+            keys: SpaKeys::new(b"the enc key".to_vec(), Some(b"the mac key".to_vec())).unwrap(),
+            access: vec![ProtoPort {
+                proto: Tcp,
+                port: 22,
+            }],
+            allow: crate::spa::Allow::Ip("198.18.1.2".parse().unwrap()),
+            user: "alice".into(),
+            fw_timeout: Some(30),
+            digest: HmacDigest::Sha256,
+            verbose,
+        }
+    }
+
+    #[test]
+    fn spa_packet_goes_to_the_spa_port_and_decodes() {
+        use knock_core::spa::{Freshness, decode};
+        let p = spa_plan(false);
+        let mut udp = FakeUdp::default();
+        let mut out = Vec::new();
+        send_spa(
+            &p,
+            sa("[2001:2:0:1::1]:0"),
+            1_800_000_000,
+            [5; 16],
+            [6; 8],
+            &mut udp,
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.is_empty());
+        assert_eq!(udp.sent.len(), 1);
+        let (to, payload) = &udp.sent[0];
+        assert_eq!(*to, sa("[2001:2:0:1::1]:62201"));
+        let d = decode(
+            payload,
+            &p.keys,
+            Freshness::Within {
+                now_unix: 1_800_000_001,
+                max_age: 120,
+            },
+        )
+        .unwrap();
+        assert_eq!(d.message, p.message(1_800_000_000, [5; 16]));
+        assert_eq!(d.message.client_timeout, Some(30));
+    }
+
+    #[test]
+    fn spa_verbose_never_shows_keys_and_errors_name_the_target() {
+        let p = spa_plan(true);
+        let mut udp = FakeUdp::default();
+        let mut out = Vec::new();
+        send_spa(
+            &p,
+            sa("198.18.1.1:0"),
+            1,
+            [0; 16],
+            [0; 8],
+            &mut udp,
+            &mut out,
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let len = udp.sent[0].1.len();
+        assert_eq!(
+            out,
+            format!(
+                "SPA access request: 198.18.1.2 tcp/22 (message type 3, timeout 30 s), user alice, HMAC sha256\n\
+                 sending {len} bytes to udp 198.18.1.1:62201\n"
+            )
+        );
+        assert!(!out.contains("the enc key") && !out.contains("the mac key"));
+        let mut bad = FakeUdp {
+            fail: true,
+            ..FakeUdp::default()
+        };
+        let e = send_spa(
+            &p,
+            sa("198.18.1.1:0"),
+            1,
+            [0; 16],
+            [0; 8],
+            &mut bad,
+            &mut io::sink(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "cannot send the SPA packet to udp 198.18.1.1:62201: send: Network is unreachable"
+        );
+    }
 
     #[test]
     fn hits_in_order_with_ports_and_protocols() {

@@ -105,10 +105,10 @@ impl SocketHitter {
 
 impl Hitter for SocketHitter {
     fn hit(&mut self, target: SocketAddr, proto: Protocol) -> Result<(), HitError> {
-        let domain = Domain::for_address(target);
-        let dest = SockAddr::from(target);
         match proto {
             Protocol::Tcp => {
+                let domain = Domain::for_address(target);
+                let dest = SockAddr::from(target);
                 let sock = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))
                     .map_err(HitError::at(Step::Socket))?;
                 self.prepare(&sock, target)?;
@@ -126,22 +126,36 @@ impl Hitter for SocketHitter {
                 }
                 // `sock` is dropped (closed) here, before any answer is awaited.
             }
-            Protocol::Udp => {
-                let sock = Socket::new(domain, Type::DGRAM, Some(socket2::Protocol::UDP))
-                    .map_err(HitError::at(Step::Socket))?;
-                self.prepare(&sock, target)?;
-                let n = sock
-                    .send_to(&[0u8], &dest)
-                    .map_err(HitError::at(Step::Send))?;
-                if n == 1 {
-                    Ok(())
-                } else {
-                    Err(HitError::at(Step::Send)(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("sent {n} bytes instead of 1"),
-                    )))
-                }
-            }
+            Protocol::Udp => self.send_datagram(target, &[0u8]),
+        }
+    }
+}
+
+/// Sends whole UDP datagrams (SPA packets). The real one is [`SocketHitter`].
+pub trait DatagramSender {
+    /// Sends `payload` as one UDP datagram to `target`.
+    fn send_datagram(&mut self, target: SocketAddr, payload: &[u8]) -> Result<(), HitError>;
+}
+
+impl DatagramSender for SocketHitter {
+    fn send_datagram(&mut self, target: SocketAddr, payload: &[u8]) -> Result<(), HitError> {
+        let sock = Socket::new(
+            Domain::for_address(target),
+            Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .map_err(HitError::at(Step::Socket))?;
+        self.prepare(&sock, target)?;
+        let n = sock
+            .send_to(payload, &SockAddr::from(target))
+            .map_err(HitError::at(Step::Send))?;
+        if n == payload.len() {
+            Ok(())
+        } else {
+            Err(HitError::at(Step::Send)(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("sent {n} bytes instead of {}", payload.len()),
+            )))
         }
     }
 }
@@ -188,6 +202,19 @@ mod tests {
         let mut buf = [0xffu8; 16];
         let (n, _) = rx.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], &[0u8]);
+    }
+
+    #[test]
+    fn datagram_is_sent_whole() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let payload: Vec<u8> = (0..300u16).map(|i| (i % 251) as u8).collect();
+        SocketHitter::default()
+            .send_datagram(rx.local_addr().unwrap(), &payload)
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = rx.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &payload[..]);
     }
 
     #[test]

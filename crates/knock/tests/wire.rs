@@ -470,9 +470,16 @@ fn udp_hits_are_one_zero_byte_each() {
         &lab,
         &["-v", &s, "7000:udp", "8000:UDP", "9000", "10000:Udp"],
     );
+    // -u makes every hit UDP, even an explicit :tcp, as the classic client does; we warn.
     let b = knock(&lab, &["-u", &s, "11000", "12000:tcp", "13000:udp"]);
+    let c = classic(&lab, &["-u", &s, "11000", "12000:tcp", "13000:udp"]);
     let pkts = cap.stop();
-    assert!(a.ok && b.ok, "{}{}", a.err, b.err);
+    assert!(a.ok && b.ok && c.ok, "{}{}{}", a.err, b.err, c.err);
+    assert_eq!(
+        b.err,
+        "knock: warning: -u/--udp sends every hit over UDP, as the classic knock does: \
+         12000:tcp is sent over UDP\n"
+    );
     assert_eq!(
         lines(&a.out),
         [
@@ -491,7 +498,11 @@ fn udp_hits_are_one_zero_byte_each() {
             "tcp 198.18.1.1:9000 S",
             "udp 198.18.1.1:10000 00",
             "udp 198.18.1.1:11000 00",
-            "tcp 198.18.1.1:12000 S",
+            "udp 198.18.1.1:12000 00",
+            "udp 198.18.1.1:13000 00",
+            // the classic client
+            "udp 198.18.1.1:11000 00",
+            "udp 198.18.1.1:12000 00",
             "udp 198.18.1.1:13000 00"
         ]
     );
@@ -917,4 +928,248 @@ fn errors_say_what_failed_and_send_nothing() {
         "packets sent by failing runs: {:?}",
         shapes(&pkts)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotating sequences and SPA on the wire
+
+/// Parses `--print`'s stderr: `valid for N more second(s) (step T of S s)` → (N, T).
+fn parse_validity(err: &str) -> (u64, u64) {
+    let line = err.trim_end();
+    let rest = line
+        .strip_prefix("valid for ")
+        .unwrap_or_else(|| panic!("unexpected --print stderr {err:?}"));
+    let n: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+    let t: u64 = rest
+        .split("(step ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no step in {err:?}"));
+    (n, t)
+}
+
+/// `knock --print` shows exactly the ports `knock --secret-file` sends, and both are the core's
+/// sequence for the step it reports. Retried when a step boundary falls between the runs.
+fn rotating_case(lab: &Lab, secret: &str, opts: &[&str], udp: bool, length: usize, step: u64) {
+    use knock_core::rotate::{RotatingSpec, sequence_at};
+    let s = lab.server_v4(1).to_string();
+    let mut print_args = vec!["--secret-file", secret, "--print"];
+    print_args.extend_from_slice(opts);
+    let mut send_args = vec!["--secret-file", secret];
+    send_args.extend_from_slice(opts);
+    send_args.push(&s);
+    for attempt in 0..3 {
+        let before = knock(lab, &print_args);
+        assert!(before.ok, "{}", before.err);
+        let (remaining, t) = parse_validity(&before.err);
+        assert!((1..=step).contains(&remaining), "{}", before.err);
+        let cap = Capture::start(lab, 1, &format!("rot{attempt}{udp}"));
+        let sent = knock(lab, &send_args);
+        let pkts = cap.stop();
+        let after = knock(lab, &print_args);
+        assert!(sent.ok && after.ok, "{}{}", sent.err, after.err);
+        assert_eq!(sent.out, "", "no output without -v");
+        if before.out != after.out {
+            continue; // the step changed in between: try again
+        }
+        let printed: Vec<u16> = before
+            .out
+            .trim_end()
+            .split(' ')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(printed.len(), length, "{:?}", before.out);
+        let proto = if udp { "udp" } else { "tcp" };
+        let suffix = if udp { "00" } else { "S" };
+        let want: Vec<String> = printed
+            .iter()
+            .map(|p| format!("{proto} 198.18.1.1:{p} {suffix}"))
+            .collect();
+        assert_eq!(shapes(&pkts), want);
+        // The core's derivation, from the secret file itself.
+        let text: String = fs::read_to_string(secret)
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let bytes = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap()
+        };
+        let (lo, hi) = match opts.iter().position(|o| *o == "--range") {
+            Some(i) => {
+                let (a, b) = opts[i + 1].split_once('-').unwrap();
+                (a.parse().unwrap(), b.parse().unwrap())
+            }
+            None => (10000, 60000),
+        };
+        let spec = RotatingSpec {
+            secret: bytes,
+            length,
+            lo,
+            hi,
+            step,
+            proto: if udp {
+                knock_core::proto::Protocol::Udp
+            } else {
+                knock_core::proto::Protocol::Tcp
+            },
+        };
+        assert_eq!(sequence_at(&spec, t).unwrap(), printed);
+        return;
+    }
+    panic!("the step changed during every attempt");
+}
+
+#[test]
+fn rotating_print_matches_what_is_sent() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    // A secret made by --new-secret, with a line break inside (whitespace is ignored).
+    let r = knock(&lab, &["--new-secret"]);
+    assert!(r.ok, "{}", r.err);
+    let b64 = r.out.trim().to_string();
+    assert_eq!(b64.len(), 44, "{b64}");
+    let secret = lab
+        .write_file("door.secret", &format!("{}\n{}\n", &b64[..20], &b64[20..]))
+        .unwrap();
+    let secret = secret.to_str().unwrap().to_string();
+    // Defaults: 4 TCP knocks in 10000-60000, 30 s steps.
+    rotating_case(&lab, &secret, &[], false, 4, 30);
+    // UDP, 6 knocks in a narrow range, 5 s steps, a delay.
+    rotating_case(
+        &lab,
+        &secret,
+        &[
+            "-u",
+            "--length",
+            "6",
+            "--range",
+            "20000-20009",
+            "--step",
+            "5",
+            "-d",
+            "20",
+        ],
+        true,
+        6,
+        5,
+    );
+    // A short secret is refused, naming the file; nothing is sent.
+    let short = lab.write_file("short.secret", "AAAA\n").unwrap();
+    let r = knock(
+        &lab,
+        &[
+            "--secret-file",
+            short.to_str().unwrap(),
+            &lab.server_v4(1).to_string(),
+        ],
+    );
+    assert_eq!(r.code, Some(1));
+    assert_eq!(
+        r.err,
+        format!(
+            "knock: secret file {} holds 3 bytes, at least 32 are needed (create one with `knock --new-secret`)\n",
+            short.display()
+        )
+    );
+}
+
+#[test]
+fn spa_packets_on_the_wire_ipv4_and_ipv6() {
+    use knock_core::spa::{Freshness, MessageKind, MessageType, SpaKeys, decode};
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let s4 = lab.server_v4(1).to_string();
+    let s6 = lab.server_v6(1).to_string();
+    let keys = SpaKeys::new(b"lab enc key".to_vec(), Some(b"lab hmac key".to_vec())).unwrap();
+    let common = [
+        "--key",
+        "lab enc key",
+        "--hmac-key",
+        "lab hmac key",
+        "-U",
+        "tester",
+    ];
+    let cap = Capture::start(&lab, 1, "spa");
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut a = vec![
+        "-A",
+        "tcp/22,udp/53",
+        "-a",
+        "2001:2:0:1::2",
+        "-f",
+        "60",
+        &s6,
+    ];
+    a.extend_from_slice(&common);
+    let r1 = knock(&lab, &a);
+    let mut b = vec!["-A", "tcp/22", "-s", "-p", "4000", "-v", &s4];
+    b.extend_from_slice(&common);
+    let r2 = knock(&lab, &b);
+    let r3 = knock(&lab, &b);
+    let pkts = cap.stop();
+    assert!(r1.ok && r2.ok && r3.ok, "{}{}{}", r1.err, r2.err, r3.err);
+    assert_eq!(r1.out, "");
+    assert!(
+        r2.out
+            .starts_with("SPA access request: 0.0.0.0 (the packet's source address) tcp/22"),
+        "{}",
+        r2.out
+    );
+    assert!(!r2.out.contains("lab enc key") && !r2.out.contains("lab hmac key"));
+    assert_eq!(pkts.len(), 3, "{:?}", shapes(&pkts));
+    let now = t0 + 5;
+    let dec = |p: &Pkt| {
+        decode(
+            &p.payload,
+            &keys,
+            Freshness::Within {
+                now_unix: now,
+                max_age: 120,
+            },
+        )
+        .unwrap()
+        .message
+    };
+
+    let (p1, p2, p3) = (&pkts[0], &pkts[1], &pkts[2]);
+    assert_eq!((p1.l4, p1.dport), (L4::Udp, 62201));
+    assert_eq!(p1.dst, IpAddr::from(lab.server_v6(1)));
+    assert_eq!(p1.src, IpAddr::from(lab.client_v6(1)));
+    let m1 = dec(p1);
+    assert_eq!(m1.user, "tester");
+    assert_eq!(m1.msg_type(), MessageType::ClientTimeoutAccess);
+    assert_eq!(m1.client_timeout, Some(60));
+    assert_eq!(
+        m1.kind,
+        MessageKind::Access {
+            ip: "2001:2:0:1::2".parse().unwrap(),
+            ports: vec![
+                knock_core::proto::parse_proto_port("tcp/22").unwrap(),
+                knock_core::proto::parse_proto_port("udp/53").unwrap()
+            ]
+        }
+    );
+    assert!((t0..=now).contains(&m1.timestamp));
+
+    assert_eq!((p2.l4, p2.dport), (L4::Udp, 4000));
+    assert_eq!(p2.dst, IpAddr::from(lab.server_v4(1)));
+    let m2 = dec(p2);
+    let m3 = dec(p3);
+    assert_eq!(m2.msg_type(), MessageType::Access);
+    assert_eq!(m2.kind.requested_ip(), None, "-s sends 0.0.0.0");
+    // Fresh randomness every time: the same request gives different packets and digits.
+    assert_ne!(p2.payload, p3.payload);
+    assert_ne!(m2.rand, m3.rand);
+    assert_ne!(&p2.payload[..16], &p3.payload[..16], "salt");
 }

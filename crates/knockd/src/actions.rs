@@ -281,6 +281,9 @@ mod tests {
         r.launch(job(&dir, "198.18.1.2", 1)).unwrap();
         assert_eq!(r.launch(job(&dir, "198.18.1.2", 1)), Err(Refused::Cooldown));
         r.launch(job(&dir, "198.18.1.3", 1)).unwrap();
+        let mut unthrottled = job(&dir, "198.18.1.2", 1);
+        unthrottled.cooldown = false;
+        r.launch(unthrottled).unwrap();
         assert!(r.shutdown().await);
     }
 

@@ -71,6 +71,10 @@ pub struct Cli {
     #[arg(long)]
     pub status: bool,
 
+    /// With --status: print one JSON object (counters and grants) instead of the table
+    #[arg(long, requires = "status")]
+    pub json: bool,
+
     /// Read packets from a pcap file instead of live interfaces (testing, diagnosis)
     #[arg(long, value_name = "file")]
     pub pcap_file: Option<PathBuf>,

@@ -14,7 +14,7 @@ use knock_core::spa::Decision;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::actions::{Job, Refused, Runner};
-use crate::capture::{CaptureConfig, FileCapture, Frame, Interfaces, LiveCapture};
+use crate::capture::{CaptureConfig, FileCapture, Frame, FrameView, Interfaces, LiveCapture};
 use crate::cli::{Cli, DEFAULT_CONFIG};
 use crate::doors::{self, DoorSet};
 use crate::example::{EXAMPLE_CONFIG, EXAMPLE_NAME};
@@ -30,6 +30,8 @@ use crate::status::{self, Snapshot};
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
 /// How often the interfaces' addresses are re-read.
 const ADDR_REFRESH: Duration = Duration::from_secs(1);
+/// Most frames served per wake-up before timers and signals get a turn.
+const MAX_BATCH: usize = 1024;
 /// How often the nftables ruleset is checked (a firewall reload may have flushed it).
 const NFT_CHECK: Duration = Duration::from_secs(10);
 
@@ -158,7 +160,7 @@ pub fn main(cli: Cli) -> i32 {
         }
     };
     if cli.status {
-        return match status::query(&status_socket(&config), false) {
+        return match status::query(&status_socket(&config), cli.json) {
             Ok(text) => {
                 print!("{text}");
                 0
@@ -291,6 +293,8 @@ struct Counters {
     not_knock: u64,
     malformed: u64,
     refused: u64,
+    /// Wake-ups that delivered frames, and the frames they delivered.
+    batches: u64,
 }
 
 /// Where frames come from.
@@ -316,6 +320,10 @@ struct Daemon {
     grants: Option<NftBackend>,
     /// When the schedule conversion must be redone (DST), Unix seconds.
     reapply_at: Option<i64>,
+    /// Knock events of the current capture wake-up, matched together by [`Daemon::flush`].
+    events: Vec<Event>,
+    /// A door's ports changed (one-time sequence): the kernel filter must be rebuilt.
+    refilter: bool,
 }
 
 /// Opens nftables and loads the ruleset when the configuration has doors with `open =`.
@@ -483,6 +491,8 @@ async fn run(
         spa,
         grants,
         reapply_at,
+        refilter: false,
+        events: Vec::with_capacity(MAX_BATCH),
     };
     d.announce();
     d.lint();
@@ -501,7 +511,18 @@ async fn run(
             _ = int.recv() => break Ok(()),
             _ = hup.recv() => d.reload(&mut input),
             frame = next_frame(&mut input) => match frame {
-                Ok(Some(f)) => d.on_frame(&f, matches!(input, Input::File(_))),
+                Ok(Some(f)) => {
+                    d.on_frame(f.view(), matches!(input, Input::File(_)));
+                    // Serve every frame already waiting in the ring in this wake-up.
+                    if let Input::Live(c) = &mut input
+                        && let Err(e) = c.drain(MAX_BATCH, |v| d.on_frame(v, false))
+                    {
+                        break Err(e.to_string());
+                    }
+                    d.flush();
+                    d.counters.batches += 1;
+                    d.refilter(&mut input);
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             },
@@ -620,8 +641,13 @@ impl Daemon {
                     _ => None,
                 })
                 .unwrap_or_default();
+            let why = if self.settings.cli.example {
+                "--example".to_string()
+            } else {
+                format!("no -c and no {DEFAULT_CONFIG}")
+            };
             println!(
-                "knockd: no -c and no {DEFAULT_CONFIG}: running the built-in example door [example] on {ifs}.\n\
+                "knockd: {why}: running the built-in example door [example] on {ifs}.\n\
                  knockd: knock it from another terminal with:  knock {addr} {}\n\
                  knockd: (knockd --print-example shows its configuration; Ctrl-C stops)",
                 ports.join(" ")
@@ -629,7 +655,7 @@ impl Daemon {
         }
     }
 
-    fn on_frame(&mut self, frame: &Frame, from_file: bool) {
+    fn on_frame(&mut self, frame: FrameView<'_>, from_file: bool) {
         self.counters.seen += 1;
         let pkt = match frame.decode() {
             Ok(p) => p,
@@ -639,7 +665,7 @@ impl Daemon {
             }
             Err(e) => {
                 self.counters.malformed += 1;
-                if self.logger.is_debug() {
+                if self.settings.cli.debug {
                     self.logger.debug(&format!(
                         "{}: undecodable frame on {}: {e}",
                         debug_stamp(),
@@ -652,7 +678,7 @@ impl Daemon {
         if self.settings.only_ipv4 && pkt.src.is_ipv6() {
             return;
         }
-        if self.logger.is_debug() {
+        if self.settings.cli.debug {
             self.logger.debug(&format!(
                 "{}: {}: {}:{} -> {}:{} {} bytes",
                 debug_stamp(),
@@ -704,8 +730,23 @@ impl Daemon {
             knock,
             tcp_flags: pkt.tcp_flags,
         };
+        self.events.push(ev);
+        // One-time doors change their sequence on success: their packets are matched one at a
+        // time so no later packet of the batch sees a used sequence.
+        if self.events.len() >= MAX_BATCH || self.doors.has_onetime {
+            self.flush();
+        }
+    }
+
+    /// Matches the events gathered from one capture wake-up (see
+    /// [`Matcher::process_batch`]) and acts on the outcomes.
+    fn flush(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
         let mut outcomes = std::mem::take(&mut self.outcomes);
-        self.matcher.process(&ev, &mut outcomes);
+        self.matcher.process_batch(&self.events, &mut outcomes);
+        self.events.clear();
         for o in outcomes.drain(..) {
             self.on_outcome(o);
         }
@@ -767,7 +808,9 @@ impl Daemon {
                 .stop_command_for(v6)
                 .map(|c| config::expand_command(c, &vars)),
             cmd_timeout: Duration::from_secs(door.cmd_timeout),
-            cooldown: true,
+            // Each one-time sequence is used once: its completions cannot be repeated to
+            // fork-bomb the host, so they are not subject to the cooldown.
+            cooldown: !matches!(door.trigger, Trigger::OneTime { .. }),
         };
         match self.runner.launch(job) {
             Ok(()) => {}
@@ -1009,6 +1052,21 @@ impl Daemon {
         if let Err(e) = self.matcher.set_pattern(m, pattern) {
             self.logger.error(&format!("door {name}: {e}"));
         }
+        self.refilter = true;
+    }
+
+    /// Rebuilds the kernel filter after a door's ports changed, so the next one-time
+    /// sequence's ports reach the daemon.
+    fn refilter(&mut self, input: &mut Input) {
+        if !std::mem::take(&mut self.refilter) {
+            return;
+        }
+        if let Input::Live(c) = input {
+            let watches = doors::watches(&self.doors, self.matcher.watched());
+            if let Err(e) = c.set_filter(&watches, self.settings.only_ipv4) {
+                self.logger.error(&e.to_string());
+            }
+        }
     }
 
     /// SIGHUP: re-read the configuration; keep the running one if the new one is bad.
@@ -1133,6 +1191,7 @@ impl Daemon {
             commands_refused: self.counters.refused,
             spa_accepted: self.spa.accepted,
             spa_rejected: self.spa.rejected,
+            capture_wakeups: self.counters.batches,
             capture_received: received,
             capture_dropped: dropped,
             capture_if_dropped: if_dropped,

@@ -6,15 +6,11 @@ use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use base64::Engine;
 use knock_core::config::{Config, Door, Trigger};
 use knock_core::matcher::{DoorRule, Pattern, Watch};
 use knock_core::onetime;
 use knock_core::proto::Knock;
 use knock_core::rotate::RotatingSpec;
-
-/// Smallest accepted rotating secret, bytes.
-pub const MIN_SECRET_BYTES: usize = 32;
 
 /// The doors of a configuration, ready to run.
 #[derive(Debug, Clone)]
@@ -24,6 +20,8 @@ pub struct DoorSet {
     pub matched: Vec<usize>,
     /// The matcher's rules, in the same order as `matched`.
     pub rules: Vec<DoorRule>,
+    /// Some door uses one-time sequences.
+    pub has_onetime: bool,
 }
 
 impl DoorSet {
@@ -62,10 +60,15 @@ impl DoorSet {
                 from: door.from.clone(),
             });
         }
+        let has_onetime = config
+            .doors
+            .iter()
+            .any(|d| matches!(d.trigger, Trigger::OneTime { .. }));
         Ok(DoorSet {
             config,
             matched,
             rules,
+            has_onetime,
         })
     }
 
@@ -104,18 +107,8 @@ fn check_grant_times(door: &Door) -> Result<(), String> {
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
     let text = fs::read_to_string(path)
         .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
-    let compact: String = text.split_whitespace().collect();
-    let secret = base64::engine::general_purpose::STANDARD
-        .decode(compact.as_bytes())
-        .map_err(|e| format!("secret file {} is not base64: {e}", path.display()))?;
-    if secret.len() < MIN_SECRET_BYTES {
-        return Err(format!(
-            "secret file {} holds {} bytes, at least {MIN_SECRET_BYTES} are needed (create one with `knock --new-secret`)",
-            path.display(),
-            secret.len()
-        ));
-    }
-    Ok(secret)
+    knock_core::rotate::decode_secret(&text)
+        .map_err(|e| format!("secret file {} {e}", path.display()))
 }
 
 /// The current sequence of a one-time sequences file (`None` when used up).

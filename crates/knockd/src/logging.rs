@@ -84,6 +84,23 @@ pub struct Logger {
     inner: Mutex<Inner>,
 }
 
+/// Opens the targets' log file (append) and syslog; an error names the file.
+fn open_targets(targets: &LogTargets) -> io::Result<Option<File>> {
+    let file = match &targets.file {
+        Some(p) => Some(open_log(p).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open log file {}: {e}", p.display()),
+            )
+        })?),
+        None => None,
+    };
+    if targets.syslog {
+        syslog_open();
+    }
+    Ok(file)
+}
+
 fn open_log(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -117,18 +134,7 @@ impl Logger {
     /// Opens the log file (append) and syslog as configured. A log file that cannot be
     /// opened is an error naming it.
     pub fn new(targets: LogTargets) -> io::Result<Logger> {
-        let file = match &targets.file {
-            Some(p) => Some(open_log(p).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot open log file {}: {e}", p.display()),
-                )
-            })?),
-            None => None,
-        };
-        if targets.syslog {
-            syslog_open();
-        }
+        let file = open_targets(&targets)?;
         Ok(Logger {
             inner: Mutex::new(Inner {
                 targets,
@@ -145,18 +151,7 @@ impl Logger {
 
     /// Replaces the targets (after SIGHUP) and reopens the log file.
     pub fn reconfigure(&self, targets: LogTargets) -> io::Result<()> {
-        let file = match &targets.file {
-            Some(p) => Some(open_log(p).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot open log file {}: {e}", p.display()),
-                )
-            })?),
-            None => None,
-        };
-        if targets.syslog {
-            syslog_open();
-        }
+        let file = open_targets(&targets)?;
         let mut inner = self.lock();
         inner.targets = targets;
         inner.file = file;

@@ -50,6 +50,9 @@ pub struct Snapshot {
     pub commands_refused: u64,
     pub spa_accepted: u64,
     pub spa_rejected: u64,
+    /// Wake-ups of the packet loop that delivered frames (frames per wake-up =
+    /// packets_seen / capture_wakeups).
+    pub capture_wakeups: u64,
     pub capture_received: u64,
     pub capture_dropped: u64,
     pub capture_if_dropped: u64,
@@ -79,8 +82,11 @@ impl Snapshot {
         kv(
             "capture",
             format!(
-                "{} received, {} dropped, {} dropped by the interface",
-                self.capture_received, self.capture_dropped, self.capture_if_dropped
+                "{} received, {} dropped, {} dropped by the interface, {} wake-ups",
+                self.capture_received,
+                self.capture_dropped,
+                self.capture_if_dropped,
+                self.capture_wakeups
             ),
         );
         kv(

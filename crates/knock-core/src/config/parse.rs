@@ -602,15 +602,18 @@ fn rotating(d: &DoorDraft) -> Result<RotatingConf, (usize, ErrorKind)> {
     };
     let (port_lo, port_hi) = match d.get("port_range") {
         Some((v, l)) => {
-            let expected = "LOW-HIGH ports, e.g. 10000-60000";
-            let (a, b) = v
-                .split_once('-')
-                .ok_or((l, bad_value("port_range", v, expected)))?;
-            let lo = crate::proto::parse_port(a)
-                .map_err(|e| (l, ErrorKind::BadPort(e.0, "port_range")))?;
-            let hi = crate::proto::parse_port(b)
-                .map_err(|e| (l, ErrorKind::BadPort(e.0, "port_range")))?;
-            if lo > hi || usize::from(hi - lo) + 1 < length {
+            let (lo, hi) = crate::proto::parse_port_range(v).map_err(|e| {
+                (
+                    l,
+                    match e {
+                        crate::proto::PortRangeError::Port(b) => {
+                            ErrorKind::BadPort(b.0, "port_range")
+                        }
+                        _ => bad_value("port_range", v, "LOW-HIGH ports, e.g. 10000-60000"),
+                    },
+                )
+            })?;
+            if usize::from(hi - lo) + 1 < length {
                 return Err((
                     l,
                     bad_value(

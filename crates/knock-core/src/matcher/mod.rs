@@ -704,6 +704,11 @@ impl Matcher {
     /// Feeds one packet; outcomes are appended to `out`. Does not allocate (except to grow
     /// `out`, and to derive a rotating door's sequences when its step changes).
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Outcome>) {
+        self.process_hashed(ev, None, out);
+    }
+
+    /// [`Matcher::process`] with the source's hash already computed (or not).
+    fn process_hashed(&mut self, ev: &Event, src_hash: Option<u64>, out: &mut Vec<Outcome>) {
         self.counters.packets += 1;
         let now = self.clock.max(ev.now_ms);
         self.clock = now;
@@ -716,7 +721,7 @@ impl Matcher {
             return;
         }
         let (addr, v6) = split_ip(ev.src);
-        let mut src_hash: Option<u64> = None;
+        let mut src_hash = src_hash;
         let Matcher {
             doors,
             table,
@@ -748,6 +753,33 @@ impl Matcher {
                 Kind::Fixed(seq) => cx.fixed(seq),
                 Kind::Rotating(rot) => cx.rotating(rot, ev.unix_secs),
                 Kind::Disabled => {}
+            }
+        }
+    }
+
+    /// [`Matcher::process`] for several events, in order, with the same outcomes. With a large
+    /// table each event's lookup is a cache miss; announcing every lookup of the batch to the
+    /// CPU first lets those misses overlap instead of queueing one behind the other. The
+    /// daemon hands over the frames of one capture wake-up this way.
+    pub fn process_batch(&mut self, evs: &[Event], out: &mut Vec<Outcome>) {
+        const CHUNK: usize = 64;
+        let mut hashes = [None; CHUNK];
+        for chunk in evs.chunks(CHUNK) {
+            for (ev, slot) in chunk.iter().zip(hashes.iter_mut()) {
+                *slot = None;
+                if !self.watches(ev.knock) {
+                    continue;
+                }
+                let h = self.hasher.hash_one(split_ip(ev.src));
+                *slot = Some(h);
+                for (d, door) in self.doors.iter().enumerate() {
+                    if door.accepts(ev) {
+                        self.table.prefetch(door_hash(h, d));
+                    }
+                }
+            }
+            for (ev, h) in chunk.iter().zip(hashes) {
+                self.process_hashed(ev, h, out);
             }
         }
     }

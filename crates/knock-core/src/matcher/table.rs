@@ -174,6 +174,22 @@ impl Table {
             + std::mem::size_of_val(&*self.class_of)
     }
 
+    /// Asks the CPU to start loading the home bucket of `hash` (see
+    /// [`crate::matcher::Matcher::process_batch`]). Only a hint: it changes no state.
+    #[inline]
+    pub fn prefetch(&self, hash: u32) {
+        let b: &Hot = &self.hot[hash as usize & self.mask];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            // SAFETY: a prefetch never faults and reads nothing the program can observe; the
+            // pointer comes from a live reference anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>((b as *const Hot).cast::<i8>()) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = b;
+    }
+
     /// The bucket of the attempt of `key`, if any.
     #[inline]
     pub fn find(&self, hash: u32, key: Key) -> Option<u32> {

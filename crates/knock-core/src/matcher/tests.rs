@@ -1093,6 +1093,42 @@ mod props {
             m.check();
         }
 
+        /// `process_batch` gives the same outcomes, in the same order, and the same state as
+        /// `process` event by event, whatever the batch boundaries.
+        #[test]
+        fn batches_match_single_events(
+            events in prop::collection::vec((0u32..40, knock_strategy(), 0u64..5), 1..300),
+            cut in prop::collection::vec(1usize..80, 1..20),
+            cap in 1usize..32,
+        ) {
+            let rules = vec![fixed(&SEQ3, 50), fixed(&[tcp(7000), udp(7001)], 20), fixed(&[udp(7002)], 5)];
+            let mut one = Matcher::new(rules.clone(), cap).unwrap();
+            let mut many = Matcher::new(rules, cap).unwrap();
+            let mut now = 0;
+            let evs: Vec<Event> = events
+                .iter()
+                .map(|&(s, k, dt)| {
+                    now += dt;
+                    ev(now, src(s), k)
+                })
+                .collect();
+            let mut want = Vec::new();
+            for e in &evs {
+                one.process(e, &mut want);
+            }
+            let mut got = Vec::new();
+            let mut rest = &evs[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = cut[i % cut.len()].min(rest.len());
+                many.process_batch(&rest[..n], &mut got);
+                rest = &rest[n..];
+                i += 1;
+            }
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(one.stats(), many.stats());
+        }
+
         /// The matcher agrees, outcome for outcome, with a naive unbounded reference model
         /// (a hash map scanned in full) on random traffic, expiry and eviction included.
         #[test]
