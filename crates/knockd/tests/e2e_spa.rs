@@ -2,9 +2,9 @@
 //!
 //! Each test builds its own lab (server + 2 clients) and runs `knockd -i cli1,cli2 -c CONF` in
 //! the server namespace with an SPA door whose `open =` port hides a real TCP service. Packets
-//! come from the real Debian `fwknop` client (2.6.10) run in the client namespaces, or are built
-//! with `knock_core::spa::encode` (kernel randomness) and sent from a UDP socket inside a client
-//! namespace. Every `nft` runs inside the lab. As root only (`KNOCK_SKIP_ROOT_TESTS=1` skips
+//! come from the real Debian `fwknop` client (2.6.10) or our `knock` run in the client
+//! namespaces, or are built with `knock_core::spa::encode` (kernel randomness) and sent from a
+//! UDP socket inside a client namespace. Every `nft` runs inside the lab. As root only (`KNOCK_SKIP_ROOT_TESTS=1` skips
 //! when not root).
 
 mod support_grants;
@@ -220,8 +220,22 @@ fn fwknop_hmac_sha512_door() {
     assert!(cannot(&lab, 2, false, PORT));
 }
 
+/// Our `knock` in SPA mode in client `k`, with `keys`, to the server's address on link `k`.
+fn knock_spa(lab: &Lab, k: usize, v6: bool, keys: &Keys, args: &[&str]) {
+    let server = lab.server_ip(k, v6).to_string();
+    let mut v = vec![
+        "--key-base64",
+        keys.enc.as_str(),
+        "--hmac-key-base64",
+        keys.hmac.as_str(),
+    ];
+    v.extend_from_slice(args);
+    v.push(&server);
+    knock_ours(lab, k, &v);
+}
+
 #[test]
-fn our_packets_over_ipv6_open_for_the_ipv6_address_only() {
+fn our_client_over_ipv6_opens_for_the_ipv6_address_only() {
     if !require_root() {
         return;
     }
@@ -230,17 +244,22 @@ fn our_packets_over_ipv6_open_for_the_ipv6_address_only() {
     let keys = Keys::random();
     let mut d = Knockd::start(&lab, &config(&lab, "", &spa_door(&keys, "")));
 
-    let me = lab.client_v6(1);
-    let p = our_packet(
+    knock_spa(
+        &lab,
+        1,
+        true,
         &keys,
-        HmacDigest::Sha256,
-        "alice",
-        unix_now(),
-        me.into(),
-        "tcp/2222",
-        Some(20),
+        &[
+            "-A",
+            "tcp/2222",
+            "-a",
+            "2001:2:0:1::2",
+            "-f",
+            "20",
+            "-U",
+            "alice",
+        ],
     );
-    send(&lab, 1, true, SPA_PORT, p.as_bytes());
     let line = d.wait_log("2001:2:0:1::2: spa: SPA request from user alice: OPEN SESAME");
     assert!(
         line.ends_with("for 2001:2:0:1::2 tcp/2222 (20 s)"),
@@ -259,20 +278,25 @@ fn our_packets_over_ipv6_open_for_the_ipv6_address_only() {
     );
     assert!(cannot(&lab, 2, true, PORT), "client 2");
 
-    // 0.0.0.0 from an IPv6 source: the packet's IPv6 source is granted.
-    let p = our_packet(
-        &keys,
-        HmacDigest::Sha256,
-        "bob",
-        unix_now(),
-        "0.0.0.0".parse().unwrap(),
-        "tcp/2222",
-        None,
-    );
-    send(&lab, 2, true, SPA_PORT, p.as_bytes());
+    // -s (0.0.0.0) from an IPv6 source: the packet's IPv6 source is granted.
+    knock_spa(&lab, 2, true, &keys, &["-A", "tcp/2222", "-s", "-U", "bob"]);
     d.wait_log("2001:2:0:2::2: spa: granted tcp/2222 for 30 s");
     assert!(can(&lab, 2, true, PORT));
     assert!(cannot(&lab, 2, false, PORT));
+
+    // A packet built with the codec directly (independent of the client): same result.
+    let p = our_packet(
+        &keys,
+        HmacDigest::Sha256,
+        "carol",
+        unix_now(),
+        lab.client_v6(2).into(),
+        "tcp/2222",
+        Some(40),
+    );
+    send(&lab, 2, true, SPA_PORT, p.as_bytes());
+    d.wait_log("2001:2:0:2::2: spa: refreshed grant of tcp/2222 for 40 s");
+    assert_eq!(d.status_json()["spa_accepted"], 3);
 }
 
 #[test]
