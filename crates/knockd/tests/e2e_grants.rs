@@ -666,3 +666,25 @@ fn grant_durations_nftables_cannot_hold_are_refused_at_startup() {
         assert!(out.contains(what), "the message names {what:?}: {out}");
     }
 }
+
+#[test]
+fn a_knock_after_a_flushed_ruleset_restores_it() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let _echo = Echo::start(lab.server(), PORT);
+    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(30, "")));
+    assert!(cannot(&lab, 2, false, PORT));
+    // A firewall reload that flushes everything (the admin's mistake).
+    nft(&lab, &["flush", "ruleset"]);
+    assert!(tables(&lab).is_empty());
+    assert!(can(&lab, 2, false, PORT), "exposed until knockd notices");
+    // The next grant finds its set gone, re-applies the ruleset and grants.
+    knock(&lab, 1, false);
+    d.wait_log(&granted_line(&lab, 1, false));
+    assert_eq!(tables(&lab), ["inet knockd"]);
+    assert!(can(&lab, 1, false, PORT));
+    assert!(cannot(&lab, 2, false, PORT), "protected again");
+    d.assert_running();
+}
