@@ -337,6 +337,34 @@ fn open_grants(config: &Config) -> Result<Option<(NftBackend, GrantRuleset)>, St
     Ok(Some((backend, ruleset)))
 }
 
+/// No door needs nftables: warn if a previous run left knockd's table behind, since it still
+/// drops traffic to the ports it protected and no door can open them any more. It is left
+/// alone (another knockd may use it); nothing is said when nftables cannot be used.
+fn warn_leftover_table(config: &Config, logger: &Logger) {
+    let Ok(backend) = NftBackend::open(NftConfig::from_config(config)) else {
+        return;
+    };
+    let Some(n) = backend.adopted() else {
+        return;
+    };
+    let target = &backend.config().target;
+    let names = target.names();
+    let how = match target {
+        crate::grants::Target::Table { .. } => {
+            format!("nft delete table {} {}", names.family, names.table)
+        }
+        crate::grants::Target::UserChain(_) => format!(
+            "remove knockd's jump rule, chain {} and sets from table {} {}",
+            names.chain, names.family, names.table
+        ),
+    };
+    logger.warn(&format!(
+        "nftables: {target} still holds knockd's ruleset of a previous run ({n} live grant(s)): \
+         it keeps dropping the ports it protects, but no door has open = any more; \
+         if that is not wanted: {how}"
+    ));
+}
+
 /// nftables cannot be used: the doors whose `open =` needs it are refused (disabled), the
 /// others run.
 fn disable_grant_doors(
@@ -406,7 +434,10 @@ async fn run(
             }
             (Some(backend), ruleset.reapply_at)
         }
-        Ok(None) => (None, None),
+        Ok(None) => {
+            warn_leftover_table(&doors.config, &logger);
+            (None, None)
+        }
         Err(e) => {
             disable_grant_doors(&doors, &mut matcher, &mut spa, &logger, &e);
             (None, None)
@@ -1076,7 +1107,10 @@ impl Daemon {
         if needs_grants(&doors.config) {
             if self.grants.is_none() {
                 match open_grants(&doors.config) {
-                    Ok(g) => self.grants = g.map(|(b, _)| b),
+                    Ok(g) => {
+                        self.reapply_at = g.as_ref().and_then(|(_, rs)| rs.reapply_at);
+                        self.grants = g.map(|(b, _)| b);
+                    }
                     Err(e) => disable_grant_doors(&doors, &mut matcher, &mut spa, &self.logger, &e),
                 }
             } else if let Some(backend) = &self.grants {
@@ -1091,6 +1125,14 @@ impl Daemon {
                         &e.to_string(),
                     );
                 }
+            }
+        } else if let Some(backend) = &self.grants {
+            // No door has `open =` any more: protect nothing (live grants expire by themselves),
+            // rather than keep ports closed that no door can open.
+            let ruleset = GrantRuleset::from_config(&doors.config, &ScheduleClock::system());
+            self.reapply_at = ruleset.reapply_at;
+            if let Err(e) = backend.apply(&ruleset) {
+                self.logger.error(&format!("nftables: {e}"));
             }
         }
         let watches = doors::watches(&doors, matcher.watched());
