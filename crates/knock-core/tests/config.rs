@@ -342,6 +342,18 @@ fn grants_schedule_and_from() {
     assert_eq!(dba.open_timeout, config::DEFAULT_OPEN_TIMEOUT);
 
     assert_eq!(
+        error("[d]\nsequence=1\nopen = tcp/22\nopen_timeout = 0\n"),
+        "knockd.conf:4: open_timeout = 0: a grant lasts 1 to 2592000 seconds (30 days)"
+    );
+    assert_eq!(
+        error("[d]\nsequence=1\nopen = tcp/22\nopen_timeout = 2592001\n"),
+        "knockd.conf:4: open_timeout = 2592001: a grant lasts 1 to 2592000 seconds (30 days)"
+    );
+    assert_eq!(
+        error("[s]\nspa_key=k\nspa_hmac_key=h\nopen = tcp/22\nmax_open_timeout = 0\n"),
+        "knockd.conf:5: max_open_timeout = 0: a grant lasts 1 to 2592000 seconds (30 days)"
+    );
+    assert_eq!(
         error("[d]\nsequence=1\nopen = tcp/99999\n"),
         "knockd.conf:3: bad port \"99999\" in open"
     );

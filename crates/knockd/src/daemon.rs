@@ -1103,6 +1103,15 @@ impl Daemon {
                 return;
             }
         };
+        // The kernel filter first: if it cannot take the new ports, nothing has changed yet.
+        let watches = doors::watches(&doors, matcher.watched());
+        if let Input::Live(c) = input
+            && let Err(e) = c.set_filter(&watches, self.settings.only_ipv4)
+        {
+            self.logger
+                .error(&format!("{e}; keeping the running configuration"));
+            return;
+        }
         // nftables: keep the backend (grants survive a reload) and load the new ruleset.
         if needs_grants(&doors.config) {
             if self.grants.is_none() {
@@ -1134,14 +1143,6 @@ impl Daemon {
             if let Err(e) = backend.apply(&ruleset) {
                 self.logger.error(&format!("nftables: {e}"));
             }
-        }
-        let watches = doors::watches(&doors, matcher.watched());
-        if let Input::Live(c) = input
-            && let Err(e) = c.set_filter(&watches, self.settings.only_ipv4)
-        {
-            self.logger
-                .error(&format!("{e}; keeping the running configuration"));
-            return;
         }
         let targets = log_targets(&self.settings.cli, &doors.config);
         if let Err(e) = self.logger.reconfigure(targets.clone()) {

@@ -30,9 +30,6 @@ impl DoorSet {
     pub fn build(config: Config) -> Result<DoorSet, String> {
         let mut matched = Vec::new();
         let mut rules = Vec::new();
-        for door in &config.doors {
-            check_grant_times(door)?;
-        }
         for (i, door) in config.doors.iter().enumerate() {
             let pattern = match &door.trigger {
                 Trigger::Sequence(seq) => Pattern::Fixed(seq.clone()),
@@ -76,31 +73,6 @@ impl DoorSet {
     pub fn door(&self, m: usize) -> Option<&Door> {
         self.matched.get(m).and_then(|&i| self.config.doors.get(i))
     }
-}
-
-/// A triggered door's grant durations must be ones nftables can hold: 1 s to
-/// [`crate::grants::MAX_GRANT`] (0 would mean "forever", which the backend refuses), else
-/// every grant of the door would fail at run time.
-fn check_grant_times(door: &Door) -> Result<(), String> {
-    if door.open.is_empty() || matches!(door.trigger, Trigger::Schedule) {
-        return Ok(());
-    }
-    let max = crate::grants::MAX_GRANT.as_secs();
-    let check = |key: &str, v: u64| {
-        if v == 0 || v > max {
-            Err(format!(
-                "door [{}] (line {}): {key} = {v}: a grant lasts 1 to {max} seconds (30 days)",
-                door.name, door.line
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    check("open_timeout", door.open_timeout)?;
-    if let Trigger::Spa(spa) = &door.trigger {
-        check("max_open_timeout", spa.max_open_timeout)?;
-    }
-    Ok(())
 }
 
 /// Reads and decodes a rotating door's secret file: base64 of at least 32 bytes.

@@ -51,6 +51,8 @@ pub struct SpaState {
     pub doors: Vec<SpaDoor>,
     cache: ReplayCache,
     file: PathBuf,
+    /// Lines appended to the file since it was last written whole.
+    appended: usize,
     pub accepted: u64,
     pub rejected: u64,
 }
@@ -91,6 +93,7 @@ impl SpaState {
             doors,
             cache,
             file,
+            appended: 0,
             accepted: 0,
             rejected: 0,
         })
@@ -163,7 +166,13 @@ impl SpaState {
                     return Verdict::Replayed { door: d.index };
                 }
             }
-            self.save();
+            remember(
+                &self.file,
+                &self.cache,
+                &mut self.appended,
+                &decoded.replay_digest,
+                decoded.message.timestamp,
+            );
             let policy = Policy {
                 spa: conf,
                 open: &door.open,
@@ -197,11 +206,6 @@ impl SpaState {
         }))
     }
 
-    /// Writes the replay cache to its file (atomically: a temporary file renamed over it).
-    fn save(&self) {
-        let _ = save_cache(&self.file, &self.cache);
-    }
-
     /// The file the cache is kept in.
     pub fn file(&self) -> &Path {
         &self.file
@@ -214,6 +218,27 @@ impl SpaState {
             return Ok(());
         }
         save_cache(&self.file, &self.cache)
+    }
+}
+
+/// Persists an accepted packet: one line appended to the cache file (cheap, on the packet
+/// path); the file is rewritten compactly when appended lines outnumber live entries.
+fn remember(
+    file: &Path,
+    cache: &ReplayCache,
+    appended: &mut usize,
+    digest: &spa::ReplayDigest,
+    ts: u64,
+) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(file)
+        .and_then(|mut f| f.write_all(spa::entry_line(digest, ts).as_bytes()));
+    *appended += 1;
+    if written.is_err() || *appended > cache.len() * 2 + 1024 {
+        let _ = save_cache(file, cache);
+        *appended = 0;
     }
 }
 

@@ -23,6 +23,9 @@ pub const DEFAULT_CMD_TIMEOUT: u64 = 10;
 pub const MAX_SEQUENCE: usize = 32;
 /// Default `open_timeout`, seconds.
 pub const DEFAULT_OPEN_TIMEOUT: u64 = 30;
+/// Longest grant (`open_timeout`, `max_open_timeout`), seconds: 30 days. nftables treats a
+/// zero timeout as "forever", so grants last at least 1 s.
+pub const MAX_GRANT_SECS: u64 = 30 * 86_400;
 /// Default knockd pid file.
 pub const DEFAULT_PID_FILE: &str = "/var/run/knockd.pid";
 /// Default interface when neither `-i` nor `Interface` says otherwise.

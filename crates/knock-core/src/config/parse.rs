@@ -65,6 +65,8 @@ pub enum ErrorKind {
     BadNet(BadNet, String),
     #[error("{0}")]
     BadSchedule(ScheduleError),
+    #[error("{key} = {value}: a grant lasts 1 to {MAX_GRANT_SECS} seconds (30 days)")]
+    GrantTime { key: &'static str, value: u64 },
     #[error("{key} is {len} bytes long, at most {max} are allowed")]
     KeyTooLong { key: String, len: usize, max: usize },
     #[error(
@@ -455,6 +457,7 @@ fn finish_door(d: DoorDraft) -> Result<Door, (usize, ErrorKind)> {
     }
     let cmd_timeout = num("cmd_timeout", DEFAULT_CMD_TIMEOUT, "whole seconds")?;
     let open_timeout = num("open_timeout", DEFAULT_OPEN_TIMEOUT, "whole seconds")?;
+    grant_time(&d, "open_timeout", open_timeout)?;
     let tcp_flags = match d.get("tcpflags") {
         Some((v, l)) => parse_flag_rule(v).map_err(|e| (l, ErrorKind::BadFlags(e)))?,
         None => FlagRule::ANY,
@@ -579,6 +582,15 @@ fn finish_door(d: DoorDraft) -> Result<Door, (usize, ErrorKind)> {
         from,
         schedule,
     })
+}
+
+/// Grant durations must be ones nftables can hold (1 s to 30 days).
+fn grant_time(d: &DoorDraft, key: &'static str, value: u64) -> Result<(), (usize, ErrorKind)> {
+    if (1..=MAX_GRANT_SECS).contains(&value) {
+        return Ok(());
+    }
+    let line = d.get(key).map_or(d.line, |(_, l)| l);
+    Err((line, ErrorKind::GrantTime { key, value }))
 }
 
 fn rotating(d: &DoorDraft) -> Result<RotatingConf, (usize, ErrorKind)> {
@@ -732,13 +744,15 @@ fn spa(d: &DoorDraft, name: &str) -> Result<SpaConf, (usize, ErrorKind)> {
             },
         ));
     }
+    let max_open_timeout = num("max_open_timeout", DEFAULT_MAX_OPEN_TIMEOUT)?;
+    grant_time(d, "max_open_timeout", max_open_timeout)?;
     Ok(SpaConf {
         key,
         hmac_key,
         hmac_digest,
         port,
         max_age: num("spa_max_age", DEFAULT_SPA_MAX_AGE)?,
-        max_open_timeout: num("max_open_timeout", DEFAULT_MAX_OPEN_TIMEOUT)?,
+        max_open_timeout,
         require_user: d
             .get("require_user")
             .map(|(v, _)| v.to_string())

@@ -62,5 +62,5 @@ pub use message::{
 pub use policy::{Decision, Policy, Refusal};
 pub use replay::{
     DEFAULT_MAX_ENTRIES, REPLAY_FILE_HEADER, ReplayCache, ReplayDigest, ReplayParseError,
-    ReplayVerdict, replay_digest,
+    ReplayVerdict, entry_line, replay_digest,
 };

@@ -136,10 +136,7 @@ impl ReplayCache {
         s.push('\n');
         for (_, digest) in &self.by_expiry {
             let ts = self.entries.get(digest).copied().unwrap_or_default();
-            for b in digest {
-                let _ = write!(s, "{b:02x}");
-            }
-            let _ = writeln!(s, " {ts}");
+            s.push_str(&entry_line(digest, ts));
         }
         s
     }
@@ -196,6 +193,18 @@ impl ReplayCache {
         }
         Ok(cache)
     }
+}
+
+/// One entry of the persisted form (`<64 hex digits> <timestamp>\n`): what a caller appends
+/// to the file when it accepts a packet, instead of rewriting the whole cache;
+/// [`ReplayCache::from_text`] reads appended and duplicate lines.
+pub fn entry_line(digest: &ReplayDigest, ts: u64) -> String {
+    let mut s = String::with_capacity(80);
+    for b in digest {
+        let _ = write!(s, "{b:02x}");
+    }
+    let _ = writeln!(s, " {ts}");
+    s
 }
 
 fn parse_hex32(s: &str) -> Option<ReplayDigest> {

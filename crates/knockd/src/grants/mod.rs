@@ -52,7 +52,7 @@ use netlink::{BatchError, ElemOp, NlSocket, family_number};
 use nftcmd::Nft;
 
 /// Longest grant accepted.
-pub const MAX_GRANT: Duration = Duration::from_secs(30 * 86_400);
+pub const MAX_GRANT: Duration = Duration::from_secs(knock_core::config::MAX_GRANT_SECS);
 
 /// Most grant requests waiting for the worker; more are refused with [`NftError::Busy`].
 pub const MAX_PENDING: usize = 4096;
