@@ -280,9 +280,20 @@ fn scenarios(cli: &Cli) -> Result<Vec<(Scenario, RateSpec)>, String> {
                 name: "unique-sources".into(),
                 distinct: Distinct::Unique,
                 v6_percent: 50,
-                ..base
+                ..base.clone()
             },
             RateSpec::Auto,
+        ),
+        (
+            // As fast as the generator goes, while it shares the machine with the daemon.
+            Scenario {
+                name: "max-rate".into(),
+                distinct: Distinct::Cycle(10_000),
+                v6_percent: 50,
+                duration: Duration::from_secs(15),
+                ..base
+            },
+            RateSpec::Max,
         ),
     ])
 }
@@ -478,9 +489,10 @@ mod tests {
     #[test]
     fn full_smoke_and_custom_plans() {
         let full = scenarios(&cli(&[])).unwrap();
-        assert_eq!(full.len(), 2);
+        assert_eq!(full.len(), 3);
         assert_eq!(full[0].0.distinct, Distinct::Cycle(10_000));
         assert_eq!(full[1].0.distinct, Distinct::Unique);
+        assert_eq!(full[2].1, RateSpec::Max);
         let smoke = scenarios(&cli(&["--smoke"])).unwrap();
         assert_eq!(smoke.len(), 1);
         assert_eq!(smoke[0].1, RateSpec::Fixed(2000));
