@@ -1254,3 +1254,72 @@ fn our_knock_client_opens_our_daemon() {
     our_knock(&lab, 1, &["-u", "-6", &s6(&lab, 1), "7100", "7200"]);
     d.wait_opened(c6(&lab, 1), "udp", 1);
 }
+
+/// Removes `/etc/netns/<ns>` (the per-namespace /etc overlay `ip netns exec` mounts) on drop.
+struct NetnsEtc(std::path::PathBuf);
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn verbose_debug_lookup_and_ipv4_only() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    // Names for -l come from a hosts file seen only inside the server namespace
+    // (`ip netns exec` bind-mounts /etc/netns/<ns>/hosts over /etc/hosts).
+    let etc = NetnsEtc(std::path::PathBuf::from("/etc/netns").join(lab.server().name()));
+    std::fs::create_dir_all(&etc.0).unwrap();
+    std::fs::write(
+        etc.0.join("hosts"),
+        "127.0.0.1 localhost\n198.18.1.2 client1.lab\n2001:2:0:1::2 client1v6.lab\n",
+    )
+    .unwrap();
+    let conf = lab
+        .write_file(
+            "knockd.conf",
+            &config(
+                &lab,
+                "[door]\n sequence = 7000,9000,8000\n tcpflags = syn\n",
+            ),
+        )
+        .unwrap();
+    let mut d = Knockd::start_conf(&lab, "cli1", &conf, &["-v", "-D", "-l", "-4"]);
+    let today = std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .unwrap();
+    let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
+    // IPv6 knocks are ignored with -4 (not even seen); IPv4 ones are logged with the name.
+    knock(&lab, 1, &["-6", &s6(&lab, 1), "7000", "9000", "8000"]);
+    knock(
+        &lab,
+        1,
+        &["-d", "300", &s4(&lab, 1), "7000", "9000", "8000"],
+    );
+    d.wait_count("198.18.1.2 (client1.lab): door: OPEN SESAME", 1);
+    // Everything sent before the [sync] knock has been processed once it is logged.
+    knock(&lab, 1, &[&s4(&lab, 1), &format!("{SYNC_PORT}:udp")]);
+    d.wait_count("198.18.1.2 (client1.lab): sync: OPEN SESAME", 1);
+    let log = d.log_text();
+    assert!(!log.contains("2001:2:0:1::2"), "-4 ignores IPv6\n{log}");
+    let out = d.child.log();
+    assert!(out.contains("listening on cli1...\n"), "{out}");
+    // -v prints the log lines without a stamp.
+    assert!(
+        out.contains("\n198.18.1.2 (client1.lab): door: OPEN SESAME\n"),
+        "{out}"
+    );
+    // -D prints every packet with today's date (knockd 0.8 prints the month 0-based).
+    let packet = out
+        .lines()
+        .find(|l| l.contains(": tcp: 198.18.1.2:") && l.contains(" -> 198.18.1.1:7000 "))
+        .unwrap_or_else(|| panic!("no -D line for the first knock\n{out}"));
+    assert!(packet.starts_with(&today), "{packet} (today is {today})");
+    assert!(packet.ends_with(" 74 bytes"), "{packet}");
+    assert!(!out.contains(": tcp: 2001:2:0:1::2:"), "{out}");
+}
