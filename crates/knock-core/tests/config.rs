@@ -314,7 +314,11 @@ fn value_errors() {
     );
     assert_eq!(
         error("[d]\nsequence = 1\nseq_timeout = 0\n"),
-        "knockd.conf:3: bad value \"0\" for seq_timeout (expected at least 1 second)"
+        "knockd.conf:3: bad value \"0\" for seq_timeout (expected 1 to 86400 seconds)"
+    );
+    assert_eq!(
+        error("[d]\nsequence = 1\nseq_timeout = 86401\n"),
+        "knockd.conf:3: bad value \"86401\" for seq_timeout (expected 1 to 86400 seconds)"
     );
     assert_eq!(
         error("[d]\nsequence = 1\ntarget = 198.18.0.300\n"),

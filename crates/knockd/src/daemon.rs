@@ -396,14 +396,14 @@ fn build_matcher(doors: &DoorSet) -> Result<Matcher, String> {
         .state_capacity
         .unwrap_or(DEFAULT_CAPACITY);
     Matcher::new(doors.rules.clone(), capacity).map_err(|e| {
-        // The matcher numbers doors; say which configuration door that is.
-        let msg = e.to_string();
-        match msg.strip_prefix("door ").and_then(|r| r.split_once(':')) {
-            Some((n, rest)) => match n.parse::<usize>().ok().and_then(|m| doors.door(m)) {
-                Some(d) => format!("door [{}]:{rest}", d.name),
-                None => msg,
-            },
-            None => msg,
+        // The matcher numbers its doors; name the configuration door and its line instead.
+        match e.door().and_then(|m| doors.door(m)) {
+            Some(d) => {
+                let msg = e.to_string();
+                let detail = msg.split_once(": ").map_or(msg.as_str(), |(_, r)| r);
+                format!("door [{}] (line {}): {detail}", d.name, d.line)
+            }
+            None => e.to_string(),
         }
     })
 }

@@ -17,6 +17,8 @@ use crate::tcpflags::FlagRule;
 
 /// knockd's default `Seq_Timeout`, seconds.
 pub const DEFAULT_SEQ_TIMEOUT: u64 = 25;
+/// Longest `Seq_Timeout` accepted, seconds (a day).
+pub const MAX_SEQ_TIMEOUT: u64 = 86_400;
 /// knockd's default `Cmd_Timeout`, seconds.
 pub const DEFAULT_CMD_TIMEOUT: u64 = 10;
 /// knockd's limit on the number of knocks in a sequence.

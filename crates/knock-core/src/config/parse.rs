@@ -451,9 +451,16 @@ fn finish_door(d: DoorDraft) -> Result<Door, (usize, ErrorKind)> {
     let text = |key: &str| d.get(key).map(|(v, _)| v.to_string());
 
     let seq_timeout = num("seq_timeout", DEFAULT_SEQ_TIMEOUT, "whole seconds")?;
-    if seq_timeout == 0 {
+    if seq_timeout == 0 || seq_timeout > MAX_SEQ_TIMEOUT {
         let l = d.get("seq_timeout").map_or(d.line, |(_, l)| l);
-        return Err((l, bad_value("seq_timeout", "0", "at least 1 second")));
+        return Err((
+            l,
+            bad_value(
+                "seq_timeout",
+                &seq_timeout.to_string(),
+                "1 to 86400 seconds",
+            ),
+        ));
     }
     let cmd_timeout = num("cmd_timeout", DEFAULT_CMD_TIMEOUT, "whole seconds")?;
     let open_timeout = num("open_timeout", DEFAULT_OPEN_TIMEOUT, "whole seconds")?;

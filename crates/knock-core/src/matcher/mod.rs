@@ -168,6 +168,20 @@ pub enum MatcherError {
     NoSuchDoor { door: usize, count: usize },
 }
 
+impl MatcherError {
+    /// The index of the door the error is about, if it is about one.
+    pub fn door(&self) -> Option<usize> {
+        match self {
+            MatcherError::EmptySequence { door }
+            | MatcherError::TooLong { door, .. }
+            | MatcherError::Rotating { door, .. }
+            | MatcherError::Timeout { door, .. }
+            | MatcherError::NoSuchDoor { door, .. } => Some(*door),
+            MatcherError::Capacity(_) | MatcherError::TooManyDoors(_) => None,
+        }
+    }
+}
+
 /// The sequence matcher. See the module documentation for the rules.
 pub struct Matcher {
     doors: Vec<Door>,
