@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -250,9 +250,4 @@ pub fn random_key_b64(n: usize) -> String {
 pub fn udp_listeners(ns: &Ns) -> String {
     ns.run_stdout(&["ss", "-H", "-u", "-l", "-n", "-a"])
         .unwrap_or_else(|e| panic!("ss in {}: {e}", ns.name()))
-}
-
-/// The source of a TCP peer, canonical.
-pub fn canon(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
 }

@@ -234,9 +234,3 @@ pub fn nc_tcp(lab: &Lab, k: usize, dst: IpAddr, ports: &[u16]) {
     let hits: Vec<Hit> = ports.iter().map(|&p| Hit::Nc(p)).collect();
     send(lab, k, dst, &hits);
 }
-
-/// `echo | nc -u` to each port, in order.
-pub fn nc_udp(lab: &Lab, k: usize, dst: IpAddr, ports: &[u16]) {
-    let hits: Vec<Hit> = ports.iter().map(|&p| Hit::NcU(p)).collect();
-    send(lab, k, dst, &hits);
-}
