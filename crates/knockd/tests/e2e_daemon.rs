@@ -782,6 +782,7 @@ fn sighup_with_a_good_config_switches_sequences() {
         "knockd.conf",
         &config(
             &lab,
+            "",
             "[new]\n sequence = 7100,7200:udp,7300\n[other]\n sequence = 6000,6001\n",
         ),
     )
@@ -811,7 +812,7 @@ fn sighup_with_a_bad_config_keeps_the_running_one() {
     let lab = Lab::new(1).unwrap();
     let mut d = Knockd::start(&lab, "cli1", "[old]\n sequence = 7000,8000,9000\n");
     let me = c4(&lab, 1);
-    let bad = config(&lab, "[new]\n sequence = 7100,notaport\n");
+    let bad = config(&lab, "", "[new]\n sequence = 7100,notaport\n");
     let line = bad.lines().position(|l| l.contains("notaport")).unwrap() + 1;
     lab.write_file("knockd.conf", &bad).unwrap();
     d.child.signal(libc::SIGHUP).unwrap();
@@ -889,7 +890,7 @@ fn bad_config_at_startup_exits_with_a_located_error() {
         ("[a]\n sequence = 7000\n tcpflags = syn,bogus\n", "bogus"),
         ("[a]\n sequence = 7000\n colour = blue\n", "colour"),
     ] {
-        let text = config(&lab, doors);
+        let text = config(&lab, "", doors);
         let line = text.lines().position(|l| l.contains(token)).unwrap() + 1;
         let conf = lab.write_file("bad.conf", &text).unwrap();
         let out = lab
@@ -931,7 +932,7 @@ fn daemon_mode_writes_the_pid_file_and_removes_it_at_exit() {
     let conf = lab
         .write_file(
             "knockd.conf",
-            &config(&lab, "[door]\n sequence = 7000,8000\n"),
+            &config(&lab, "", "[door]\n sequence = 7000,8000\n"),
         )
         .unwrap();
     let pidfile = lab.path("knockd.pid");
@@ -984,7 +985,7 @@ fn daemon_mode_with_a_missing_interface_fails_listing_the_interfaces() {
     let conf = lab
         .write_file(
             "knockd.conf",
-            &config(&lab, "[door]\n sequence = 7000,8000\n"),
+            &config(&lab, "", "[door]\n sequence = 7000,8000\n"),
         )
         .unwrap();
     let pidfile = lab.path("knockd.pid");
@@ -1169,7 +1170,7 @@ fn syslog_gets_the_same_messages() {
     let conf = lab
         .write_file(
             "knockd.conf",
-            &config(&lab, "[door]\n sequence = 7000,8000\n")
+            &config(&lab, "", "[door]\n sequence = 7000,8000\n")
                 .replace("[options]\n", "[options]\n UseSyslog\n"),
         )
         .unwrap();
@@ -1284,6 +1285,7 @@ fn verbose_debug_lookup_and_ipv4_only() {
             "knockd.conf",
             &config(
                 &lab,
+                "",
                 "[door]\n sequence = 7000,9000,8000\n tcpflags = syn\n",
             ),
         )

@@ -5,10 +5,12 @@
 //! clients from the client namespaces. Every `nft` runs inside the lab; the host's ruleset is
 //! never touched. As root only (`KNOCK_SKIP_ROOT_TESTS=1` skips when not root).
 
+mod common;
 mod support_grants;
 
 use std::time::{Duration, Instant};
 
+use common::*;
 use netns_testkit::{Lab, require_root, wait_until};
 use support_grants::*;
 
@@ -29,7 +31,7 @@ fn knock(lab: &Lab, k: usize, v6: bool) {
     let server = lab.server_ip(k, v6).to_string();
     let mut args = vec![server.as_str()];
     args.extend(SEQ);
-    knock_debian(lab, k, &args);
+    common::knock(lab, k, &args);
 }
 
 fn granted_line(lab: &Lab, k: usize, v6: bool) -> String {
@@ -43,7 +45,7 @@ fn knock_opens_for_the_knocker_only_and_expires_while_sessions_survive() {
     }
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
-    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(4, "")));
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(4, ""));
     assert!(
         d.wait_log("nftables: created table inet knockd")
             .contains("created")
@@ -115,7 +117,7 @@ fn a_second_knock_refreshes_the_grant_without_duplicates() {
     }
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
-    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(5, "")));
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(5, ""));
 
     knock(&lab, 1, false);
     d.wait_log(&granted_line(&lab, 1, false));
@@ -129,7 +131,7 @@ fn a_second_knock_refreshes_the_grant_without_duplicates() {
     let server = lab.server_v4(1).to_string();
     let mut args = vec![server.as_str()];
     args.extend(SEQ);
-    knock_ours(&lab, 1, &args);
+    our_knock(&lab, 1, &args);
     let line = d.wait_log(&format!(
         "198.18.1.2: ssh: refreshed grant of tcp/{PORT} for 5 s"
     ));
@@ -173,7 +175,7 @@ fn kill_9_keeps_the_grant_in_the_kernel_and_a_restart_adopts_it() {
     }
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
-    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(6, "")));
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(6, ""));
     knock(&lab, 1, false);
     d.wait_log(&granted_line(&lab, 1, false));
     let t0 = Instant::now();
@@ -192,7 +194,7 @@ fn kill_9_keeps_the_grant_in_the_kernel_and_a_restart_adopts_it() {
 
     // Restart: the table and its live grant are adopted, nothing is flushed.
     let conf = d.conf.clone();
-    let mut d2 = Knockd::start_conf(&lab, &conf, &[]);
+    let mut d2 = Knockd::start_conf(&lab, IFACES, &conf, &[]);
     let line = d2.wait_log("nftables: adopted table inet knockd with 1 live grant(s)");
     assert!(line.contains("1 live grant"), "{line}");
     roundtrip(&mut live, "after the restart").unwrap();
@@ -230,13 +232,13 @@ fn an_ipv6_knock_opens_for_the_ipv6_address_only() {
     }
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
-    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(30, "")));
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(30, ""));
     assert!(cannot(&lab, 1, true, PORT));
 
     let server = lab.server_v6(1).to_string();
     let mut args = vec!["-6", server.as_str()];
     args.extend(SEQ);
-    knock_ours(&lab, 1, &args);
+    our_knock(&lab, 1, &args);
     d.wait_log(&granted_line(&lab, 1, true));
 
     let v6 = grants(&lab, true);
@@ -291,7 +293,7 @@ fn a_scheduled_door_is_open_inside_its_window_for_its_sources_only() {
         window(-60, 60),
         window(180, 240)
     );
-    let mut d = Knockd::start(&lab, &config(&lab, "", &doors));
+    let mut d = Knockd::start(&lab, IFACES, &doors);
     d.assert_running();
 
     assert!(can(&lab, 1, false, now_port), "inside the window, in from");
@@ -319,10 +321,7 @@ fn from_on_a_knock_door_ignores_other_sources() {
     }
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
-    let mut d = Knockd::start(
-        &lab,
-        &config(&lab, "", &knock_door(30, " from = 198.18.1.0/24\n")),
-    );
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(30, " from = 198.18.1.0/24\n"));
     knock(&lab, 2, false);
     d.sync(&lab, 2, false);
     assert_eq!(d.count("ssh: OPEN SESAME"), 0, "{}", d.log_text());
@@ -344,7 +343,7 @@ fn sighup_keeps_grants_and_applies_the_new_ruleset() {
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
     let _other = Echo::start(lab.server(), 2225);
-    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(30, "")));
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(30, ""));
     assert!(can(&lab, 2, false, 2225), "2225 is not protected yet");
     knock(&lab, 1, false);
     d.wait_log(&granted_line(&lab, 1, false));
@@ -385,7 +384,7 @@ fn sighup_keeps_grants_and_applies_the_new_ruleset() {
     assert!(can(&lab, 1, false, PORT), "new connections still granted");
     assert!(cannot(&lab, 2, false, PORT));
     // The new door works, with its own timeout.
-    knock_debian(&lab, 2, &["198.18.2.1", "7103", "7101", "7102"]);
+    common::knock(&lab, 2, &["198.18.2.1", "7103", "7101", "7102"]);
     d.wait_log("198.18.2.2: web: granted tcp/2225 for 10 s");
     assert!(can(&lab, 2, false, 2225));
     d.assert_running();
@@ -399,7 +398,7 @@ fn nft_cleanup_decides_whether_sigterm_removes_the_table() {
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
     // Without Nft_Cleanup: the table stays, the port stays protected, the grant stays.
-    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(30, "")));
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(30, ""));
     knock(&lab, 1, false);
     d.wait_log(&granted_line(&lab, 1, false));
     let st = d.stop_with(libc::SIGTERM);
@@ -419,7 +418,7 @@ fn nft_cleanup_decides_whether_sigterm_removes_the_table() {
             &config(&lab, " Nft_Cleanup = yes\n", &knock_door(30, "")),
         )
         .unwrap();
-    let mut d = Knockd::start_conf(&lab, &conf, &[]);
+    let mut d = Knockd::start_conf(&lab, IFACES, &conf, &[]);
     d.wait_log("adopted table inet knockd with 1 live grant(s)");
     let st = d.stop_with(libc::SIGTERM);
     assert!(st.success(), "{st}\n{}", d.state());
@@ -451,8 +450,9 @@ fn nft_chain_mode_opens_through_the_users_policy_drop_chain() {
     assert!(cannot(&lab, 1, false, PORT), "the user's policy drop");
     assert!(can(&lab, 1, false, 2226), "the user's own accept rule");
 
-    let mut d = Knockd::start(
+    let mut d = Knockd::start_text(
         &lab,
+        IFACES,
         &config(
             &lab,
             " Nft_Chain = inet filter input\n Nft_Cleanup = yes\n",
@@ -513,14 +513,16 @@ fn without_nftables_open_doors_are_refused_and_command_doors_work() {
         .write_file("knockd.conf", &config(&lab, "", &doors))
         .unwrap();
     // root without CAP_NET_ADMIN (capture needs only CAP_NET_RAW).
-    let mut d = Knockd::start_conf(
+    let mut d = Knockd::start_with(
         &lab,
-        &conf,
         &[
             "setpriv",
             "--inh-caps=-net_admin",
             "--bounding-set=-net_admin",
         ],
+        IFACES,
+        &conf,
+        &[],
     );
     let line = d.wait_log("door [ssh] is disabled");
     assert!(
@@ -539,7 +541,7 @@ fn without_nftables_open_doors_are_refused_and_command_doors_work() {
     d.sync(&lab, 1, false);
     assert_eq!(d.count("ssh: OPEN SESAME"), 0, "{}", d.state());
     // The command-only door works.
-    knock_debian(&lab, 2, &["198.18.2.1", "7203", "7201", "7202"]);
+    common::knock(&lab, 2, &["198.18.2.1", "7203", "7201", "7202"]);
     d.wait_log("198.18.2.2: cmd: OPEN SESAME");
     assert!(
         wait_until(T, || marker.exists()),
@@ -556,7 +558,7 @@ fn a_reload_without_open_doors_stops_protecting_the_ports() {
     }
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
-    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(30, "")));
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(30, ""));
     assert!(cannot(&lab, 2, false, PORT));
     // The admin turns the door into a command-only door (no open =) and reloads.
     let doors = format!(
@@ -587,7 +589,7 @@ fn a_restart_without_open_doors_warns_about_the_leftover_table() {
     }
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
-    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(30, "")));
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(30, ""));
     knock(&lab, 1, false);
     d.wait_log(&granted_line(&lab, 1, false));
     let st = d.stop_with(libc::SIGTERM);
@@ -607,7 +609,7 @@ fn a_restart_without_open_doors_warns_about_the_leftover_table() {
     let conf = lab
         .write_file("knockd.conf", &config(&lab, "", &doors))
         .unwrap();
-    let mut d = Knockd::start_conf(&lab, &conf, &[]);
+    let mut d = Knockd::start_conf(&lab, IFACES, &conf, &[]);
     let line = d.wait_log("still holds knockd's ruleset of a previous run");
     assert!(
         line.contains("table inet knockd")
@@ -628,7 +630,7 @@ fn a_restart_without_open_doors_warns_about_the_leftover_table() {
     let conf2 = lab2
         .write_file("knockd.conf", &config(&lab2, "", &doors))
         .unwrap();
-    let mut d2 = Knockd::start_conf(&lab2, &conf2, &[]);
+    let mut d2 = Knockd::start_conf(&lab2, IFACES, &conf2, &[]);
     d2.sync(&lab2, 1, false);
     assert_eq!(d2.count("nftables"), 0, "{}", d2.log_text());
     assert!(tables(&lab2).is_empty());
@@ -655,7 +657,7 @@ fn grant_durations_nftables_cannot_hold_are_refused_at_startup() {
         let conf = lab
             .write_file("knockd.conf", &config(&lab, "", &door))
             .unwrap();
-        let mut d = Knockd::spawn(&lab, &conf, &[]);
+        let mut d = Knockd::spawn(&lab, &[], IFACES, &conf, &[]);
         let st = d.child.wait_timeout(T).unwrap();
         let out = d.child.log();
         assert!(
@@ -674,7 +676,7 @@ fn a_knock_after_a_flushed_ruleset_restores_it() {
     }
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
-    let mut d = Knockd::start(&lab, &config(&lab, "", &knock_door(30, "")));
+    let mut d = Knockd::start(&lab, IFACES, &knock_door(30, ""));
     assert!(cannot(&lab, 2, false, PORT));
     // A firewall reload that flushes everything (the admin's mistake).
     nft(&lab, &["flush", "ruleset"]);

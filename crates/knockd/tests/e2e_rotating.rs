@@ -7,11 +7,13 @@
 //! Needs the workspace binaries (`cargo build --workspace`) and the Debian packages
 //! `netcat-openbsd`, `hping3`, `nmap`, `nftables`, `iproute2`.
 
+mod common;
 mod support_rotating;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use common::*;
 use netns_testkit::{Lab, require_root, wait_until};
 use support_rotating::*;
 
@@ -78,7 +80,7 @@ fn our_client_opens_tcp_and_udp_doors_over_ipv4_and_ipv6() {
         udp.conf(&marker_lines(&lab, "ran", "udp"))
     );
     let service = lab.server().tcp_service(22).unwrap();
-    let mut d = Knockd::start(&lab, &doors);
+    let mut d = Knockd::start(&lab, IFACES, &doors);
     d.wait_log("nftables: created table inet knockd");
     let short = Duration::from_millis(700);
 
@@ -205,7 +207,7 @@ fn plain_tools_with_printed_ports_open_the_door() {
         tcp.conf(&marker_lines(&lab, "ran", "tcp")),
         udp.conf(&marker_lines(&lab, "ran", "udp"))
     );
-    let mut d = Knockd::start(&lab, &doors);
+    let mut d = Knockd::start(&lab, IFACES, &doors);
     let knock = netns_testkit::bin("knock").unwrap();
     let knock = s(&knock);
 
@@ -325,7 +327,7 @@ fn the_whole_range_reaches_the_daemon_and_strays_reset() {
     let lab = Lab::new(2).unwrap();
     let rot = Rot::new("r", new_secret(&lab, "r.secret"), 4, (20000, 20999), 30);
     let marker = lab.path("ran");
-    let mut d = Knockd::start(&lab, &rot.conf(&marker_lines(&lab, "ran", "r")));
+    let mut d = Knockd::start(&lab, IFACES, &rot.conf(&marker_lines(&lab, "ran", "r")));
     let dst = s4(&lab, 1);
     let me = c4(&lab, 1);
 
@@ -457,7 +459,7 @@ fn sequential_and_random_sweeps_never_open_a_rotating_door() {
             marker.display()
         ))
     );
-    let mut d = Knockd::start(&lab, &doors);
+    let mut d = Knockd::start(&lab, IFACES, &doors);
     let sweep = "20000-21999";
     // Knock ports in the swept range: the rotating door's 1000 and the static door's 3. Each
     // sweep sends one SYN per port (nmap: at most one retransmission).
@@ -630,7 +632,7 @@ fn outbound_traffic_in_the_range_resets_unless_tcpflags_syn() {
         plain.conf(" seq_timeout = 10\n"),
         syn.conf(" seq_timeout = 10\n tcpflags = syn,!ack\n")
     );
-    let mut d = Knockd::start(&lab, &doors);
+    let mut d = Knockd::start(&lab, IFACES, &doors);
 
     // Client 1 streams to the server for at most 20 s (about 5 MB/s); the server reads it on
     // an outbound connection, from an ephemeral port.
@@ -693,7 +695,7 @@ fn a_used_sequence_is_refused_from_another_source() {
     let lab = Lab::new(2).unwrap();
     let rot = Rot::new("r", new_secret(&lab, "r.secret"), 4, (10000, 60000), 10);
     let marker = lab.path("ran");
-    let mut d = Knockd::start(&lab, &rot.conf(&marker_lines(&lab, "ran", "r")));
+    let mut d = Knockd::start(&lab, IFACES, &rot.conf(&marker_lines(&lab, "ran", "r")));
 
     let t = fresh_step(rot.step, Duration::from_secs(6));
     let mut args = vec!["-v".to_string()];
@@ -780,7 +782,7 @@ fn wrong_parameters_and_expired_steps_never_open_skew_does() {
     let rot = Rot::new("r", new_secret(&lab, "r.secret"), 4, (20000, 29999), 10);
     let other = new_secret(&lab, "other.secret");
     let marker = lab.path("ran");
-    let mut d = Knockd::start(&lab, &rot.conf(&marker_lines(&lab, "ran", "r")));
+    let mut d = Knockd::start(&lab, IFACES, &rot.conf(&marker_lines(&lab, "ran", "r")));
     let dst = s4(&lab, 1);
     let need = Duration::from_secs(4);
 
@@ -902,11 +904,11 @@ fn weak_static_doors_are_warned_about_at_startup() {
 [good]\n sequence = 7000,9000,8000\n tcpflags = syn\n\
 [goodudp]\n sequence = 5001:udp,5003:udp,5002:udp\n\
 {}",
-        options(&lab),
+        options(&lab, ""),
         rotgood.conf(" tcpflags = syn,!ack\n"),
         rot.conf("")
     );
-    let mut d = Knockd::start_text(&lab, &text);
+    let mut d = Knockd::start_text(&lab, IFACES, &text);
     // The warnings are written before the first packet is served: once a knock of [udp1] is
     // logged, they all are.
     lab.client(1).udp_send(s4(&lab, 1), 5000, b"x").unwrap();
@@ -988,7 +990,7 @@ fn a_used_sequence_is_still_refused_after_sighup() {
     }
     let lab = Lab::new(2).unwrap();
     let rot = Rot::new("r", new_secret(&lab, "r.secret"), 4, (10000, 60000), 10);
-    let mut d = Knockd::start(&lab, &rot.conf(&marker_lines(&lab, "ran", "r")));
+    let mut d = Knockd::start(&lab, IFACES, &rot.conf(&marker_lines(&lab, "ran", "r")));
 
     let t = fresh_step(rot.step, Duration::from_secs(6));
     let ports = rot.seq(t);

@@ -7,12 +7,14 @@
 //! UDP socket inside a client namespace. Every `nft` runs inside the lab. As root only (`KNOCK_SKIP_ROOT_TESTS=1` skips
 //! when not root).
 
+mod common;
 mod support_grants;
 
 use std::net::IpAddr;
 use std::process::Output;
 
 use base64::Engine as _;
+use common::*;
 use knock_core::proto::parse_proto_port;
 use knock_core::spa::{HmacDigest, SpaKeys, SpaMessage, encode, rand16_from_entropy};
 use netns_testkit::{Lab, require_root, wait_until};
@@ -121,7 +123,7 @@ fn fwknop_sha256_opens_for_the_requested_ip_with_its_timeout_capped() {
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
     let keys = Keys::random();
-    let mut d = Knockd::start(&lab, &config(&lab, "", &spa_door(&keys, "")));
+    let mut d = Knockd::start(&lab, IFACES, &spa_door(&keys, ""));
     assert!(cannot(&lab, 1, false, PORT));
     assert!(cannot(&lab, 2, false, PORT));
     assert_nothing_listens_on_udp(&lab, SPA_PORT);
@@ -192,7 +194,8 @@ fn fwknop_hmac_sha512_door() {
     let keys = Keys::random();
     let mut d = Knockd::start(
         &lab,
-        &config(&lab, "", &spa_door(&keys, " spa_hmac_digest = sha512\n")),
+        IFACES,
+        &spa_door(&keys, " spa_hmac_digest = sha512\n"),
     );
     // A SHA-256 tag does not authenticate at a SHA-512 door.
     fwknop(&lab, 2, &keys, &["-A", "tcp/2222", "-a", "198.18.2.2"]);
@@ -231,7 +234,7 @@ fn knock_spa(lab: &Lab, k: usize, v6: bool, keys: &Keys, args: &[&str]) {
     ];
     v.extend_from_slice(args);
     v.push(&server);
-    knock_ours(lab, k, &v);
+    our_knock(lab, k, &v);
 }
 
 #[test]
@@ -242,7 +245,7 @@ fn our_client_over_ipv6_opens_for_the_ipv6_address_only() {
     let lab = Lab::new(2).unwrap();
     let _echo = Echo::start(lab.server(), PORT);
     let keys = Keys::random();
-    let mut d = Knockd::start(&lab, &config(&lab, "", &spa_door(&keys, "")));
+    let mut d = Knockd::start(&lab, IFACES, &spa_door(&keys, ""));
 
     knock_spa(
         &lab,
@@ -289,7 +292,7 @@ fn our_client_over_ipv6_opens_for_the_ipv6_address_only() {
         &keys,
         HmacDigest::Sha256,
         "carol",
-        unix_now(),
+        unix_now().as_secs(),
         lab.client_v6(2).into(),
         "tcp/2222",
         Some(40),
@@ -313,14 +316,11 @@ fn refused_requests_open_nothing_and_say_why() {
     let other_cmd = format!("touch {}", s(&other));
     let mut d = Knockd::start(
         &lab,
-        &config(
-            &lab,
-            "",
-            &spa_door(
-                &keys,
-                &format!(
-                    " require_user = alice\n require_source_address = yes\n spa_allow_command = {allowed_cmd}\n"
-                ),
+        IFACES,
+        &spa_door(
+            &keys,
+            &format!(
+                " require_user = alice\n require_source_address = yes\n spa_allow_command = {allowed_cmd}\n"
             ),
         ),
     );
@@ -362,7 +362,7 @@ fn refused_requests_open_nothing_and_say_why() {
         &keys,
         HmacDigest::Sha256,
         "alice",
-        unix_now() - 600,
+        unix_now().as_secs() - 600,
         "198.18.1.2".parse().unwrap(),
         "tcp/2222",
         None,
@@ -502,7 +502,7 @@ fn replayed_packets_are_refused_also_after_a_restart() {
         spa_door(&keys, ""),
         keys.enc
     );
-    let mut d = Knockd::start(&lab, &config(&lab, "", &doors));
+    let mut d = Knockd::start(&lab, IFACES, &doors);
 
     let saved = lab.path("spa-packet.txt");
     fwknop(
@@ -583,7 +583,7 @@ fn replayed_packets_are_refused_also_after_a_restart() {
         "{cache}"
     );
     let conf = d.conf.clone();
-    let mut d = Knockd::start_conf(&lab, &conf, &[]);
+    let mut d = Knockd::start_conf(&lab, IFACES, &conf, &[]);
     let n = d.count("SPA packet replayed, refused");
     send(&lab, 2, false, SPA_PORT, packet.as_bytes());
     send(&lab, 1, false, 62202, plain_packet.as_bytes());

@@ -1,21 +1,24 @@
-//! Harness for the daemon's end-to-end tests: our `knockd` in the server namespace of a
-//! [`Lab`], knocks from client namespaces with the Debian `knock` (the reference client), our
-//! `knock`, or `hping3` for hand-made TCP flags.
+//! Harness for the daemon's end-to-end tests (`e2e_daemon.rs`, `e2e_grants.rs`, `e2e_spa.rs`,
+//! `e2e_rotating.rs`): our `knockd` in the server namespace of a [`Lab`], knocks from client
+//! namespaces with the Debian `knock` (the reference client), our `knock`, or `hping3` for
+//! hand-made TCP flags. Helpers of one domain live in `support_grants` (nftables, services,
+//! SPA keys) and `support_rotating` (secrets, steps, netcat), built on this module.
 //!
-//! Every configuration written by [`Knockd::start`] gets the same `[options]` (a LogFile and a
-//! Status_Socket inside the lab's directory, so parallel tests never share a file) and a
-//! one-port UDP door `[sync]` on port [`SYNC_PORT`]. Knocking it after the packets under test
-//! and waiting for its `OPEN SESAME` proves that the daemon has processed everything sent
-//! before (packets of one source over one link arrive in order), so "the door did not open"
-//! can be asserted without sleeping. The sync knock is a watched packet: it resets the
-//! source's progress on the other doors, so it only ever comes last.
+//! Every configuration built by [`config`] gets the same `[options]` (a LogFile, a
+//! Status_Socket and an SPA_Replay_File inside the lab's directory, so parallel tests never
+//! share a file) and a one-port UDP door `[sync]` on port [`SYNC_PORT`] with no `open`. Knocking
+//! it after the packets under test and waiting for its `OPEN SESAME` ([`Knockd::sync`]) proves
+//! that the daemon has processed everything client `k` sent before (packets of one source over
+//! one link arrive in order), so "the door did not open" can be asserted without sleeping. The
+//! sync knock is a watched packet: it resets the source's progress on the other doors, so it
+//! only ever comes last.
 
 #![allow(dead_code)]
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::Duration;
+use std::process::{ExitStatus, Output};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use netns_testkit::{ChildGuard, Lab, bin, count_lines, wait_for_file_line, wait_until};
 
@@ -25,26 +28,33 @@ pub const T: Duration = Duration::from_secs(5);
 pub const DEBIAN_KNOCK: &str = "/usr/bin/knock";
 /// The `[sync]` door's port (UDP).
 pub const SYNC_PORT: u16 = 5999;
+/// Both server interfaces of a 2-client lab.
+pub const IFACES: &str = "cli1,cli2";
+/// The log line knockd writes once its capture is open.
+const STARTED: &str = "starting up, listening on ";
 
-/// The `[options]` section: LogFile and Status_Socket in the lab directory.
-pub fn options(lab: &Lab) -> String {
+/// A path as `&str` (lab paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("lab paths are UTF-8")
+}
+
+/// `[options]`: LogFile, Status_Socket and SPA_Replay_File in the lab directory, then `extra`
+/// (more option lines, each ending in `\n`).
+pub fn options(lab: &Lab, extra: &str) -> String {
     format!(
-        "[options]\n LogFile = {}\n Status_Socket = {}\n",
+        "[options]\n LogFile = {}\n Status_Socket = {}\n SPA_Replay_File = {}\n{extra}",
         lab.path("knockd.log").display(),
-        lab.path("knockd.sock").display()
+        lab.path("knockd.sock").display(),
+        lab.path("spa-replay.cache").display(),
     )
 }
 
-/// A whole configuration: [`options`], `doors`, then the `[sync]` door.
-pub fn config(lab: &Lab, doors: &str) -> String {
+/// A whole configuration: [`options`] with `extra`, `doors`, then the `[sync]` door.
+pub fn config(lab: &Lab, extra: &str, doors: &str) -> String {
     format!(
         "{}{doors}\n[sync]\n sequence = {SYNC_PORT}:udp\n",
-        options(lab)
+        options(lab, extra)
     )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("lab paths are UTF-8")
 }
 
 /// Our knockd running in the lab's server namespace.
@@ -57,28 +67,54 @@ pub struct Knockd {
 }
 
 impl Knockd {
-    /// Writes `knockd.conf` ([`config`] of `doors`), starts knockd on `ifaces` and waits for
-    /// its `starting up` log line (written once the capture is open).
+    /// Writes `knockd.conf` ([`config`] of `doors`, no extra options), starts knockd on
+    /// `ifaces` and waits until it is listening.
     pub fn start(lab: &Lab, ifaces: &str, doors: &str) -> Knockd {
-        let conf = lab.write_file("knockd.conf", &config(lab, doors)).unwrap();
+        Knockd::start_text(lab, ifaces, &config(lab, "", doors))
+    }
+
+    /// Writes `knockd.conf` with `text` (whose LogFile and Status_Socket must be those of
+    /// [`options`]), starts knockd on `ifaces` and waits until it is listening.
+    pub fn start_text(lab: &Lab, ifaces: &str, text: &str) -> Knockd {
+        let conf = lab.write_file("knockd.conf", text).unwrap();
         Knockd::start_conf(lab, ifaces, &conf, &[])
     }
 
     /// Starts knockd with an existing configuration (whose LogFile and Status_Socket must be
-    /// those of [`options`]) and extra arguments.
-    pub fn start_conf(lab: &Lab, ifaces: &str, conf: &Path, extra: &[&str]) -> Knockd {
+    /// those of [`options`]) and extra arguments; waits until it is listening.
+    pub fn start_conf(lab: &Lab, ifaces: &str, conf: &Path, args: &[&str]) -> Knockd {
+        Knockd::start_with(lab, &[], ifaces, conf, args)
+    }
+
+    /// Like [`Knockd::start_conf`] with `prefix` (e.g. `setpriv ...`) before the program.
+    /// Waits for a new `starting up` line (written once the capture is open, after the
+    /// nftables ruleset is loaded): a restarted daemon appends to its predecessor's log.
+    pub fn start_with(
+        lab: &Lab,
+        prefix: &[&str],
+        ifaces: &str,
+        conf: &Path,
+        args: &[&str],
+    ) -> Knockd {
+        let starts = count_lines(&lab.path("knockd.log"), STARTED);
+        let mut d = Knockd::spawn(lab, prefix, ifaces, conf, args);
+        d.wait_count(STARTED, starts + 1);
+        d
+    }
+
+    /// Starts `prefix knockd -i ifaces -c conf args` without waiting for anything.
+    pub fn spawn(lab: &Lab, prefix: &[&str], ifaces: &str, conf: &Path, args: &[&str]) -> Knockd {
         let knockd = bin("knockd").unwrap();
-        let mut args = vec![s(&knockd), "-i", ifaces, "-c", s(conf)];
-        args.extend_from_slice(extra);
-        let child = lab.server().spawn(&args).unwrap();
-        let mut d = Knockd {
+        let mut cmd: Vec<&str> = prefix.to_vec();
+        cmd.extend([s(&knockd), "-i", ifaces, "-c", s(conf)]);
+        cmd.extend_from_slice(args);
+        let child = lab.server().spawn(&cmd).unwrap();
+        Knockd {
             child,
             log: lab.path("knockd.log"),
             conf: conf.to_path_buf(),
             socket: lab.path("knockd.sock"),
-        };
-        d.wait_log("starting up, listening on ");
-        d
+        }
     }
 
     /// Whether it is still running, its output (stdout + stderr) and its log, for messages.
@@ -118,8 +154,8 @@ impl Knockd {
         count_lines(&self.log, needle)
     }
 
-    /// Waits until at least `n` log lines contain `needle`.
-    pub fn wait_count(&mut self, needle: &str, n: usize) {
+    /// Waits until at least `n` log lines contain `needle`; returns the last such line.
+    pub fn wait_count(&mut self, needle: &str, n: usize) -> String {
         if !wait_until(T, || self.count(needle) >= n) {
             panic!(
                 "fewer than {n} log lines containing {needle:?} after {T:?} (got {})\n{}",
@@ -127,31 +163,36 @@ impl Knockd {
                 self.state()
             );
         }
+        self.log_text()
+            .lines()
+            .rfind(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// `OPEN SESAME` lines of `door` for `src`.
     pub fn opened(&self, src: IpAddr, door: &str) -> usize {
-        self.count(&format!("{src}: {door}: OPEN SESAME"))
+        self.count(&format!("] {src}: {door}: OPEN SESAME"))
     }
 
     /// Waits until `door` has opened `n` times for `src`.
     pub fn wait_opened(&mut self, src: IpAddr, door: &str, n: usize) {
-        self.wait_count(&format!("{src}: {door}: OPEN SESAME"), n);
+        self.wait_count(&format!("] {src}: {door}: OPEN SESAME"), n);
+    }
+
+    /// `OPEN SESAME` lines of `door`, whoever knocked.
+    pub fn opened_any(&self, door: &str) -> usize {
+        self.count(&format!(": {door}: OPEN SESAME"))
     }
 
     /// Knocks the `[sync]` door from client `k` (over IPv6 if `v6`) and waits until the daemon
-    /// has logged it: everything client `k` sent before has been processed.
+    /// has logged it: everything client `k` sent before over that family has been processed.
     pub fn sync(&mut self, lab: &Lab, k: usize, v6: bool) {
         let src = lab.client_ip(k, v6);
         let n = self.opened(src, "sync");
-        knock(
-            lab,
-            k,
-            &[
-                &lab.server_ip(k, v6).to_string(),
-                &format!("{SYNC_PORT}:udp"),
-            ],
-        );
+        lab.client(k)
+            .udp_send(lab.server_ip(k, v6), SYNC_PORT, b"sync")
+            .unwrap();
         self.wait_opened(src, "sync", n + 1);
     }
 
@@ -162,12 +203,21 @@ impl Knockd {
         }
     }
 
-    /// `knockd --status -c <conf>` run in the server namespace.
+    /// `knockd --status -c <conf>` run in the server namespace (the real command line).
     pub fn status_cli(&self, lab: &Lab) -> Output {
         let knockd = bin("knockd").unwrap();
         lab.server()
             .output(&[s(&knockd), "--status", "-c", s(&self.conf)])
             .unwrap()
+    }
+
+    /// [`Knockd::status_cli`]'s stdout; panics (with the daemon's output) unless it succeeds.
+    pub fn status_text(&mut self, lab: &Lab) -> String {
+        let out = self.status_cli(lab);
+        if !out.status.success() {
+            panic!("knockd --status failed: {out:?}\n{}", self.state());
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// The status socket's JSON answer.
@@ -182,23 +232,60 @@ impl Knockd {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("status JSON {text:?}: {e}"))
     }
 
-    /// Waits for SIGTERM's effect: the exit status, or a panic after `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+    /// One counter of the status answer.
+    pub fn counter(&self, name: &str) -> u64 {
+        let v = self.status_json();
+        v[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name:?} in {v}"))
+    }
+
+    /// The grants the status answer lists: (address, `proto/port`, seconds left).
+    pub fn status_grants(&self) -> Vec<(String, String, u64)> {
+        let v = self.status_json();
+        v["grants"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no grants array in {v}"))
+            .iter()
+            .map(|g| {
+                (
+                    g["address"].as_str().unwrap().to_string(),
+                    g["port"].as_str().unwrap().to_string(),
+                    g["seconds_left"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits for the exit (e.g. after SIGTERM): the exit status, or a panic after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        self.exit_within(limit, &format!("after {limit:?}"))
+    }
+
+    /// Sends `sig` and waits for the exit.
+    pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
+        self.child.signal(sig).unwrap();
+        self.exit_within(T, &format!("{T:?} after signal {sig}"))
+    }
+
+    fn exit_within(&mut self, limit: Duration, when: &str) -> ExitStatus {
         match self.child.wait_timeout(limit).unwrap() {
             Some(st) => st,
-            None => panic!("knockd still running after {limit:?}\n{}", self.state()),
+            None => panic!("knockd still running {when}\n{}", self.state()),
         }
     }
 }
 
-fn run_in_client(lab: &Lab, k: usize, args: &[&str]) -> String {
+/// Runs `args` in client `k`'s namespace; panics with the command line, status and output
+/// unless it exits with 0.
+fn run_in_client(lab: &Lab, k: usize, args: &[&str]) -> Output {
     lab.client(k)
-        .run_stdout(args)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .run(args)
+        .unwrap_or_else(|e| panic!("client {k}: {e}"))
 }
 
-/// The Debian `knock` in client `k`'s namespace.
-pub fn knock(lab: &Lab, k: usize, args: &[&str]) -> String {
+/// The Debian `knock` in client `k`'s namespace; its output (the command must succeed).
+pub fn knock(lab: &Lab, k: usize, args: &[&str]) -> Output {
     assert!(
         Path::new(DEBIAN_KNOCK).exists(),
         "{DEBIAN_KNOCK} missing: these tests use the Debian package `knockd` as the reference client"
@@ -208,12 +295,18 @@ pub fn knock(lab: &Lab, k: usize, args: &[&str]) -> String {
     run_in_client(lab, k, &a)
 }
 
-/// Our `knock` in client `k`'s namespace.
-pub fn our_knock(lab: &Lab, k: usize, args: &[&str]) -> String {
+/// Our `knock` in client `k`'s namespace; its output (the command must succeed).
+pub fn our_knock(lab: &Lab, k: usize, args: &[&str]) -> Output {
     let knock = bin("knock").unwrap();
     let mut a = vec![s(&knock)];
     a.extend_from_slice(args);
     run_in_client(lab, k, &a)
+}
+
+/// Like [`our_knock`] with `String` arguments.
+pub fn our_knock_s(lab: &Lab, k: usize, args: &[String]) -> Output {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    our_knock(lab, k, &a)
 }
 
 /// One TCP packet from client `k` to `dst:port` with hping3's `flags` (e.g. `["-S", "-A"]`).
@@ -250,6 +343,11 @@ pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
         );
     }
     lines(path)
+}
+
+/// Wall clock, since the Unix epoch.
+pub fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
 }
 
 /// Nanoseconds since the epoch from a file written by `date +%s%N`.

@@ -1,259 +1,28 @@
-//! Harness for the end-to-end tests of nftables grants and SPA doors (`e2e_grants.rs`,
-//! `e2e_spa.rs`): our `knockd` in the server namespace of a [`Lab`] (2 clients), listening on
-//! `cli1,cli2`, with its LogFile, Status_Socket and SPA_Replay_File inside the lab directory;
-//! real TCP services behind the protected ports; real clients (Debian `knock`, our `knock`,
-//! Debian `fwknop`) run inside the client namespaces. Every `nft` command runs inside the lab.
-//!
-//! Every configuration gets a one-port UDP door `[sync]` on [`SYNC_PORT`] with no `open`:
-//! knocking it after the packets under test and waiting for its `OPEN SESAME` proves the
-//! daemon has processed everything client `k` sent before (one link, one capture, in order),
-//! so "nothing happened" can be asserted without sleeping.
+//! Helpers of the end-to-end tests of nftables grants and SPA doors (`e2e_grants.rs`,
+//! `e2e_spa.rs`), on top of `crate::common` (the daemon, its configuration, the knock clients):
+//! `nft` inside the lab and the grant sets it shows, real TCP services behind the protected
+//! ports and sessions through them, connection probes, random SPA keys. Every `nft` command
+//! runs inside the lab.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Output};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use netns_testkit::{ChildGuard, Lab, Ns, bin, count_lines, wait_for_file_line, wait_until};
+use netns_testkit::{Lab, Ns, wait_until};
 
-/// Patience for anything that should happen "at once".
-pub const T: Duration = Duration::from_secs(5);
+use crate::common::{T, s};
+
 /// How long a connection attempt to a closed (dropped) port is given.
 pub const NO: Duration = Duration::from_millis(700);
 /// How long a connection attempt to an open port is given.
 pub const YES: Duration = Duration::from_secs(3);
-/// The `[sync]` door's port (UDP).
-pub const SYNC_PORT: u16 = 5999;
-/// The reference knock client (Debian package `knockd`).
-pub const DEBIAN_KNOCK: &str = "/usr/bin/knock";
 /// The reference SPA client (Debian package `fwknop-client`).
 pub const FWKNOP: &str = "/usr/bin/fwknop";
-/// Both server interfaces of a 2-client lab.
-pub const IFACES: &str = "cli1,cli2";
-
-pub fn s(p: &Path) -> &str {
-    p.to_str().expect("lab paths are UTF-8")
-}
-
-/// `[options]`: LogFile, Status_Socket and SPA_Replay_File in the lab directory, then `extra`
-/// (more option lines).
-pub fn options(lab: &Lab, extra: &str) -> String {
-    format!(
-        "[options]\n LogFile = {}\n Status_Socket = {}\n SPA_Replay_File = {}\n{extra}\n",
-        lab.path("knockd.log").display(),
-        lab.path("knockd.sock").display(),
-        lab.path("spa-replay.cache").display(),
-    )
-}
-
-/// A whole configuration: [`options`] with `extra`, `doors`, then `[sync]`.
-pub fn config(lab: &Lab, extra: &str, doors: &str) -> String {
-    format!(
-        "{}{doors}\n[sync]\n sequence = {SYNC_PORT}:udp\n",
-        options(lab, extra)
-    )
-}
-
-/// Our knockd running in the lab's server namespace.
-pub struct Knockd {
-    pub child: ChildGuard,
-    pub log: PathBuf,
-    pub conf: PathBuf,
-    pub socket: PathBuf,
-}
-
-impl Knockd {
-    /// Writes `knockd.conf` and starts knockd on [`IFACES`]; waits until it is listening.
-    pub fn start(lab: &Lab, conf_text: &str) -> Knockd {
-        let conf = lab.write_file("knockd.conf", conf_text).unwrap();
-        Knockd::start_conf(lab, &conf, &[])
-    }
-
-    /// Starts knockd with an existing configuration, `prefix` (e.g. `setpriv ...`) before the
-    /// program; waits until it is listening (the nftables ruleset is loaded before that).
-    pub fn start_conf(lab: &Lab, conf: &Path, prefix: &[&str]) -> Knockd {
-        let starts = count_lines(&lab.path("knockd.log"), "starting up, listening on ");
-        let mut d = Knockd::spawn(lab, conf, prefix);
-        d.wait_count("starting up, listening on ", starts + 1);
-        d
-    }
-
-    /// Starts knockd without waiting for anything.
-    pub fn spawn(lab: &Lab, conf: &Path, prefix: &[&str]) -> Knockd {
-        let knockd = bin("knockd").unwrap();
-        let mut args: Vec<&str> = prefix.to_vec();
-        args.extend([s(&knockd), "-i", IFACES, "-c", s(conf)]);
-        let child = lab.server().spawn(&args).unwrap();
-        Knockd {
-            child,
-            log: lab.path("knockd.log"),
-            conf: conf.to_path_buf(),
-            socket: lab.path("knockd.sock"),
-        }
-    }
-
-    /// Whether it runs, its stdout+stderr and its log file, for failure messages.
-    pub fn state(&mut self) -> String {
-        let st = match self.child.try_wait() {
-            Ok(Some(st)) => format!("exited: {st}"),
-            Ok(None) => "still running".to_string(),
-            Err(e) => e.to_string(),
-        };
-        format!(
-            "knockd {st}\n--- knockd stdout+stderr ---\n{}--- log file ---\n{}",
-            self.child.log(),
-            self.log_text()
-        )
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Waits for a log line containing `needle`; returns it.
-    pub fn wait_log(&mut self, needle: &str) -> String {
-        match wait_for_file_line(&self.log, needle, T) {
-            Ok(l) => l,
-            Err(_) => panic!(
-                "no log line containing {needle:?} within {T:?}\n{}",
-                self.state()
-            ),
-        }
-    }
-
-    /// Lines of the log containing `needle`.
-    pub fn count(&self, needle: &str) -> usize {
-        count_lines(&self.log, needle)
-    }
-
-    /// Waits until at least `n` log lines contain `needle`; returns the last such line.
-    pub fn wait_count(&mut self, needle: &str, n: usize) -> String {
-        if !wait_until(T, || self.count(needle) >= n) {
-            panic!(
-                "fewer than {n} log lines containing {needle:?} after {T:?} (got {})\n{}",
-                self.count(needle),
-                self.state()
-            );
-        }
-        self.log_text()
-            .lines()
-            .rfind(|l| l.contains(needle))
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    /// Waits for the next log line containing `needle` (counting from now).
-    pub fn expect_next(&mut self, needle: &str, before: usize) -> String {
-        self.wait_count(needle, before + 1)
-    }
-
-    /// Knocks `[sync]` from client `k` and waits until it is logged: everything client `k`
-    /// sent before has been processed.
-    pub fn sync(&mut self, lab: &Lab, k: usize, v6: bool) {
-        let needle = format!("{}: sync: OPEN SESAME", lab.client_ip(k, v6));
-        let n = self.count(&needle);
-        knock_debian(
-            lab,
-            k,
-            &[
-                &lab.server_ip(k, v6).to_string(),
-                &format!("{SYNC_PORT}:udp"),
-            ],
-        );
-        self.wait_count(&needle, n + 1);
-    }
-
-    /// Panics (with the daemon's output) unless it still runs.
-    pub fn assert_running(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            panic!("knockd is not running\n{}", self.state());
-        }
-    }
-
-    /// `knockd --status -c CONF` run in the server namespace (the real command line).
-    pub fn status_text(&mut self, lab: &Lab) -> String {
-        let knockd = bin("knockd").unwrap();
-        let out = lab
-            .server()
-            .output(&[s(&knockd), "--status", "-c", s(&self.conf)])
-            .unwrap();
-        if !out.status.success() {
-            panic!("knockd --status failed: {out:?}\n{}", self.state());
-        }
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The status socket's JSON answer.
-    pub fn status_json(&self) -> serde_json::Value {
-        let mut c = std::os::unix::net::UnixStream::connect(&self.socket)
-            .unwrap_or_else(|e| panic!("connect {}: {e}", self.socket.display()));
-        c.set_read_timeout(Some(T)).unwrap();
-        c.write_all(b"json\n").unwrap();
-        let mut text = String::new();
-        c.read_to_string(&mut text).unwrap();
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status JSON {text:?}: {e}"))
-    }
-
-    /// The grants `--status` reports: (address, `proto/port`, seconds left).
-    pub fn status_grants(&self) -> Vec<(String, String, u64)> {
-        let v = self.status_json();
-        v["grants"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no grants array in {v}"))
-            .iter()
-            .map(|g| {
-                (
-                    g["address"].as_str().unwrap().to_string(),
-                    g["port"].as_str().unwrap().to_string(),
-                    g["seconds_left"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    /// Sends `sig` and waits for the exit.
-    pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
-        self.child.signal(sig).unwrap();
-        match self.child.wait_timeout(T).unwrap() {
-            Some(st) => st,
-            None => panic!(
-                "knockd still running {T:?} after signal {sig}\n{}",
-                self.state()
-            ),
-        }
-    }
-}
-
-fn run_in_client(lab: &Lab, k: usize, args: &[&str]) -> Output {
-    let out = lab.client(k).output(args).unwrap();
-    if !out.status.success() {
-        panic!("{args:?} in client {k} failed: {out:?}");
-    }
-    out
-}
-
-/// The Debian `knock` in client `k`'s namespace.
-pub fn knock_debian(lab: &Lab, k: usize, args: &[&str]) {
-    let mut v = vec![DEBIAN_KNOCK];
-    v.extend_from_slice(args);
-    run_in_client(lab, k, &v);
-}
-
-/// Our `knock` in client `k`'s namespace.
-pub fn knock_ours(lab: &Lab, k: usize, args: &[&str]) {
-    let knock = bin("knock").unwrap();
-    let mut v = vec![s(&knock)];
-    v.extend_from_slice(args);
-    run_in_client(lab, k, &v);
-}
 
 /// `nft ARGS` in the server namespace; its stdout.
 pub fn nft(lab: &Lab, args: &[&str]) -> String {
@@ -455,12 +224,17 @@ pub fn time_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
     wait_until(limit, &mut cond).then(|| t0.elapsed())
 }
 
-/// `n` random bytes from the kernel (for SPA salts and nonces in tests).
+/// Fills `b` from the kernel's randomness.
+fn urandom(b: &mut [u8]) {
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(b))
+        .expect("/dev/urandom");
+}
+
+/// `N` random bytes from the kernel (for SPA salts and nonces in tests).
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("/dev/urandom");
+    urandom(&mut b);
     b
 }
 
@@ -468,27 +242,12 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 pub fn random_key_b64(n: usize) -> String {
     use base64::Engine as _;
     let mut b = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("/dev/urandom");
+    urandom(&mut b);
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Whether `addr` is the address of a socket listening on UDP `port` per `ss -uln` in `ns`.
+/// The UDP sockets of namespace `ns` (`ss -H -u -l -n -a`), one a line.
 pub fn udp_listeners(ns: &Ns) -> String {
     ns.run_stdout(&["ss", "-H", "-u", "-l", "-n", "-a"])
         .unwrap_or_else(|e| panic!("ss in {}: {e}", ns.name()))
-}
-
-/// The source of a TCP peer, canonical.
-pub fn canon(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
 }

@@ -1,15 +1,7 @@
-//! Harness for `e2e_rotating.rs`: rotating doors of our `knockd` in the server namespace of a
-//! [`Lab`], knocked by our `knock --secret-file`, or by plain tools (`nc`, `hping3`, `nmap`)
-//! with ports printed by `knock --print` or derived in the test with
+//! Helpers of `e2e_rotating.rs`, on top of `crate::common` (the daemon, its configuration,
+//! the knock clients): rotating doors knocked by our `knock --secret-file`, or by plain tools
+//! (`nc`, `hping3`, `nmap`) with ports printed by `knock --print` or derived in the test with
 //! `knock_core::rotate::sequence_at`.
-//!
-//! Every configuration written by [`Knockd::start`] gets `[options]` with a LogFile and a
-//! Status_Socket inside the lab directory (parallel tests never share a file) and a one-port
-//! UDP door `[sync]` on [`SYNC_PORT`]. Knocking it after the packets under test and waiting for
-//! its `OPEN SESAME` proves the daemon has processed everything the client sent before (one
-//! source over one link arrives in order), so "the door did not open" is asserted without
-//! sleeping. The sync knock is a watched packet: it resets the source's progress on the other
-//! doors, so it only ever comes last.
 //!
 //! Time: a rotating door's sequence depends on the wall clock. [`fresh_step`] waits for a new
 //! step when too little of the current one is left for what a test must do inside one step.
@@ -17,24 +9,16 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use knock_core::proto::Protocol;
 use knock_core::rotate::{RotatingSpec, current_step, sequence_at};
-use netns_testkit::{ChildGuard, Lab, bin, count_lines, wait_for_file_line, wait_until};
+use netns_testkit::{Lab, bin};
 
-/// Patience for anything that should happen "at once".
-pub const T: Duration = Duration::from_secs(5);
-/// The `[sync]` door's port (UDP).
-pub const SYNC_PORT: u16 = 5999;
-
-/// A path as `&str` (lab paths are UTF-8).
-pub fn s(p: &Path) -> &str {
-    p.to_str().expect("lab paths are UTF-8")
-}
+use crate::common::unix_now;
 
 // ---------------------------------------------------------------------------------------------
 // Secrets and doors.
@@ -171,11 +155,6 @@ impl Rot {
 // ---------------------------------------------------------------------------------------------
 // The clock.
 
-/// Wall clock, since the Unix epoch.
-pub fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-}
-
 /// The current step number for `step` seconds per step.
 pub fn step_now(step: u64) -> u64 {
     current_step(unix_now().as_secs(), step)
@@ -213,178 +192,7 @@ pub fn fresh_step(step: u64, need: Duration) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The daemon.
-
-/// The `[options]` section: LogFile and Status_Socket in the lab directory.
-pub fn options(lab: &Lab) -> String {
-    format!(
-        "[options]\n LogFile = {}\n Status_Socket = {}\n",
-        lab.path("knockd.log").display(),
-        lab.path("knockd.sock").display()
-    )
-}
-
-/// Our knockd running in the lab's server namespace, listening on `cli1,cli2`.
-pub struct Knockd {
-    pub child: ChildGuard,
-    pub log: PathBuf,
-    pub conf: PathBuf,
-    pub socket: PathBuf,
-}
-
-impl Knockd {
-    /// Writes `knockd.conf` ([`options`], `doors`, then the `[sync]` door), starts knockd and
-    /// waits for its `starting up` line (written once the capture is open).
-    pub fn start(lab: &Lab, doors: &str) -> Knockd {
-        let text = format!(
-            "{}{doors}\n[sync]\n sequence = {SYNC_PORT}:udp\n",
-            options(lab)
-        );
-        Knockd::start_text(lab, &text)
-    }
-
-    /// Starts knockd with the configuration `text` (whose LogFile and Status_Socket must be
-    /// those of [`options`]).
-    pub fn start_text(lab: &Lab, text: &str) -> Knockd {
-        let conf = lab.write_file("knockd.conf", text).unwrap();
-        let knockd = bin("knockd").unwrap();
-        let ifaces = format!("{},{}", lab.server_if(1), lab.server_if(2));
-        let child = lab
-            .server()
-            .spawn(&[s(&knockd), "-i", &ifaces, "-c", s(&conf)])
-            .unwrap();
-        let mut d = Knockd {
-            child,
-            log: lab.path("knockd.log"),
-            conf,
-            socket: lab.path("knockd.sock"),
-        };
-        d.wait_log("starting up, listening on ");
-        d
-    }
-
-    /// Whether it still runs, its output and its log, for failure messages.
-    pub fn state(&mut self) -> String {
-        let st = match self.child.try_wait() {
-            Ok(Some(st)) => format!("exited: {st}"),
-            Ok(None) => "still running".to_string(),
-            Err(e) => e.to_string(),
-        };
-        format!(
-            "knockd {st}\n--- knockd stdout+stderr ---\n{}--- log file ---\n{}",
-            self.child.log(),
-            self.log_text()
-        )
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Waits for a log line containing `needle`; returns it.
-    pub fn wait_log(&mut self, needle: &str) -> String {
-        match wait_for_file_line(&self.log, needle, T) {
-            Ok(l) => l,
-            Err(_) => panic!(
-                "no log line containing {needle:?} within {T:?}\n{}",
-                self.state()
-            ),
-        }
-    }
-
-    /// Log lines containing `needle`.
-    pub fn count(&self, needle: &str) -> usize {
-        count_lines(&self.log, needle)
-    }
-
-    /// Waits until at least `n` log lines contain `needle`.
-    pub fn wait_count(&mut self, needle: &str, n: usize) {
-        if !wait_until(T, || self.count(needle) >= n) {
-            panic!(
-                "fewer than {n} log lines containing {needle:?} after {T:?} (got {})\n{}",
-                self.count(needle),
-                self.state()
-            );
-        }
-    }
-
-    /// `OPEN SESAME` lines of `door` for `src`.
-    pub fn opened(&self, src: IpAddr, door: &str) -> usize {
-        self.count(&format!("] {src}: {door}: OPEN SESAME"))
-    }
-
-    /// Waits until `door` has opened `n` times for `src`.
-    pub fn wait_opened(&mut self, src: IpAddr, door: &str, n: usize) {
-        self.wait_count(&format!("] {src}: {door}: OPEN SESAME"), n);
-    }
-
-    /// `OPEN SESAME` lines of `door`, whoever knocked.
-    pub fn opened_any(&self, door: &str) -> usize {
-        self.count(&format!(": {door}: OPEN SESAME"))
-    }
-
-    /// Knocks `[sync]` from client `k` (over IPv6 if `v6`) and waits until the daemon logged it:
-    /// everything client `k` sent before over that family has been processed.
-    pub fn sync(&mut self, lab: &Lab, k: usize, v6: bool) {
-        let src = lab.client_ip(k, v6);
-        let n = self.opened(src, "sync");
-        lab.client(k)
-            .udp_send(lab.server_ip(k, v6), SYNC_PORT, b"sync")
-            .unwrap();
-        self.wait_opened(src, "sync", n + 1);
-    }
-
-    /// Panics (with the daemon's output) unless it is still running.
-    pub fn assert_running(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            panic!("knockd is not running\n{}", self.state());
-        }
-    }
-
-    /// The status socket's JSON answer.
-    pub fn status(&self) -> serde_json::Value {
-        use std::io::{Read, Write};
-        let mut c = std::os::unix::net::UnixStream::connect(&self.socket)
-            .unwrap_or_else(|e| panic!("connect {}: {e}", self.socket.display()));
-        c.set_read_timeout(Some(T)).unwrap();
-        c.write_all(b"json\n").unwrap();
-        let mut text = String::new();
-        c.read_to_string(&mut text).unwrap();
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status JSON {text:?}: {e}"))
-    }
-
-    /// One counter of the status answer.
-    pub fn counter(&self, name: &str) -> u64 {
-        let v = self.status();
-        v[name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no counter {name:?} in {v}"))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Clients.
-
-/// Runs `args` in client `k`'s namespace; panics with the output unless it exits with 0.
-pub fn run(lab: &Lab, k: usize, args: &[&str]) -> Output {
-    lab.client(k).run(args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Our `knock` in client `k`'s namespace; its output (the command must succeed).
-pub fn our_knock(lab: &Lab, k: usize, args: &[&str]) -> Output {
-    let knock = bin("knock").unwrap();
-    let mut a = vec![s(&knock)];
-    a.extend_from_slice(args);
-    run(lab, k, &a)
-}
-
-/// Like [`our_knock`] with `String` arguments.
-pub fn our_knock_s(lab: &Lab, k: usize, args: &[String]) -> Output {
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    our_knock(lab, k, &a)
-}
 
 /// The ports of `knock -v`'s stderr line `rotating sequence P1 P2 ... (proto), valid for ...`.
 pub fn verbose_ports(out: &Output) -> Vec<u16> {
@@ -425,30 +233,4 @@ pub fn send(lab: &Lab, k: usize, dst: IpAddr, hits: &[Hit]) {
 pub fn nc_tcp(lab: &Lab, k: usize, dst: IpAddr, ports: &[u16]) {
     let hits: Vec<Hit> = ports.iter().map(|&p| Hit::Nc(p)).collect();
     send(lab, k, dst, &hits);
-}
-
-/// `echo | nc -u` to each port, in order.
-pub fn nc_udp(lab: &Lab, k: usize, dst: IpAddr, ports: &[u16]) {
-    let hits: Vec<Hit> = ports.iter().map(|&p| Hit::NcU(p)).collect();
-    send(lab, k, dst, &hits);
-}
-
-/// The lines of a file (none if it does not exist).
-pub fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-/// Waits until `path` has at least `n` lines; returns them.
-pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
-    if !wait_until(T, || lines(path).len() >= n) {
-        panic!(
-            "{} has {} lines after {T:?}, expected at least {n}: {:?}",
-            path.display(),
-            lines(path).len(),
-            lines(path)
-        );
-    }
-    lines(path)
 }
