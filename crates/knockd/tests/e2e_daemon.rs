@@ -805,6 +805,40 @@ fn sighup_with_a_good_config_switches_sequences() {
 }
 
 #[test]
+fn sighup_reopens_the_log_file_after_rotation() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let mut d = Knockd::start(&lab, "cli1", "[door]\n sequence = 7000,9000,8000\n");
+    let me = c4(&lab, 1);
+    knock(&lab, 1, &[&s4(&lab, 1), "7000", "9000", "8000"]);
+    d.wait_opened(me, "door", 1);
+    // logrotate: move the file away, then SIGHUP.
+    let rotated = lab.path("knockd.log.1");
+    std::fs::rename(&d.log, &rotated).unwrap();
+    d.child.signal(libc::SIGHUP).unwrap();
+    assert!(
+        wait_until(T, || d.log.exists()),
+        "no new log file after SIGHUP\n{}",
+        d.state()
+    );
+    knock(&lab, 1, &[&s4(&lab, 1), "7000", "9000", "8000"]);
+    d.wait_opened(me, "door", 1);
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(old.matches("OPEN SESAME").count(), 1, "{old}");
+    // The reload line is written before the file is reopened, as knockd does.
+    assert!(old.contains("re-reading config file:"), "{old}");
+    let new = d.log_text();
+    assert_eq!(
+        new.matches("198.18.1.2: door: OPEN SESAME").count(),
+        1,
+        "{new}"
+    );
+    d.assert_running();
+}
+
+#[test]
 fn sighup_with_a_bad_config_keeps_the_running_one() {
     if !require_root() {
         return;
