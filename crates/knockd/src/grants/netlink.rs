@@ -568,34 +568,9 @@ impl NlSocket {
         let mut b = MsgBuf::default();
         b.setelem(NFT_MSG_GETSETELEM, 0, seq, family, table, set, key, None);
         let op = format!("lookup in set {set} of table {table}");
-        self.send(b.bytes())
-            .map_err(|e| NftError::io(format!("netlink {op}"), &e))?;
-        let mut out = Vec::new();
-        loop {
-            let n = self
-                .recv(false)
-                .map_err(|e| NftError::io(format!("netlink {op}"), &e))?;
-            for m in messages(&self.rbuf[..n]) {
-                if m.seq != seq {
-                    continue;
-                }
-                match m.ty {
-                    NLMSG_ERROR => {
-                        return match error_code(m.payload) {
-                            0 => Ok(out.pop()),
-                            libc::ENOENT => Ok(None),
-                            errno => Err(NftError::from_errno(&op, errno)),
-                        };
-                    }
-                    NLMSG_DONE => return Ok(out.pop()),
-                    _ => {
-                        if let Some(a) = m.payload.get(NFGENMSG_LEN..) {
-                            parse_elems(a, &mut out);
-                        }
-                    }
-                }
-            }
-        }
+        Ok(self
+            .elements(b.bytes(), seq, &op)?
+            .and_then(|mut v| v.pop()))
     }
 
     /// Dumps the elements of `table`/`set`. `Ok(None)` if the set does not exist.
@@ -619,7 +594,18 @@ impl NlSocket {
         b.attr_str(NFTA_SET_ELEM_LIST_SET, set);
         b.end();
         let op = format!("listing of set {set} in table {table}");
-        self.send(b.bytes())
+        self.elements(b.bytes(), seq, &op)
+    }
+
+    /// Sends a `GETSETELEM` request and collects the elements of its answer; `Ok(None)` if
+    /// the set (or, for a lookup, the element) does not exist.
+    fn elements(
+        &mut self,
+        request: &[u8],
+        seq: u32,
+        op: &str,
+    ) -> Result<Option<Vec<DumpedElem>>, NftError> {
+        self.send(request)
             .map_err(|e| NftError::io(format!("netlink {op}"), &e))?;
         let mut out = Vec::new();
         loop {
@@ -633,11 +619,10 @@ impl NlSocket {
                 match m.ty {
                     NLMSG_DONE => return Ok(Some(out)),
                     NLMSG_ERROR => {
-                        let errno = error_code(m.payload);
-                        return match errno {
+                        return match error_code(m.payload) {
                             0 => Ok(Some(out)),
                             libc::ENOENT => Ok(None),
-                            _ => Err(NftError::from_errno(&op, errno)),
+                            errno => Err(NftError::from_errno(op, errno)),
                         };
                     }
                     _ => {
